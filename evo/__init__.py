@@ -1,0 +1,1 @@
+"""The population engine and everything that makes or varies genomes."""

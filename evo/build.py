@@ -1,0 +1,89 @@
+"""Config -> task, archive, evaluator, algorithm, engine. The one place that wires parts
+together, used by the command line and usable from Python::
+
+    from evo.build import build_run
+    engine = build_run(config, run_dir="runs/x")
+    summary = engine.run()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archives import make_archive
+from evo.algorithms import algorithm_class
+from evo.engine import Engine
+from tasks import is_control_task, make_task
+
+
+def build_task(config: dict):
+    params = {k: v for k, v in config["task"].items() if k != "name"}
+    return make_task(config["task"]["name"], **params)
+
+
+def build_policy(config: dict, task):
+    if not is_control_task(task):
+        return None
+    from evo.policies import make_policy
+
+    return make_policy(config.get("policy") or {}, task.obs_dim, task.action_dim)
+
+
+def build_evaluator(config: dict, task, policy, decoder=None):
+    backend = config["workers"]["backend"]
+    count = int(config["workers"]["count"])
+    device = config["device"]
+    if backend == "local":
+        from evo.workers.local import LocalEvaluator
+
+        return LocalEvaluator(task, policy, decoder, device)
+    if backend == "process":
+        from evo.workers.pool import ProcessEvaluator
+
+        return ProcessEvaluator(config, count, decoder=decoder)
+    if backend == "ray":
+        from evo.workers.ray_actors import RayEvaluator
+
+        return RayEvaluator(config, count, decoder=decoder, address=config["workers"].get("address"))
+    raise ValueError(f"workers.backend: unknown backend {backend!r}; accepted: local, process, ray")
+
+
+def genome_space(task, policy):
+    """(solution_dim, init(n, generator) -> Tensor (n, D), bounds or None)."""
+    if policy is not None:
+        return policy.num_params, policy.init, None
+    low, high = task.solution_bounds
+
+    def init(n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand((n, task.solution_dim), generator=generator, device=generator.device)
+        return low + (high - low) * u
+
+    return task.solution_dim, init, (low, high)
+
+
+def build_algorithm(config: dict):
+    """Build the algorithm (with its task, archive and evaluator) a resolved config describes."""
+    device = config["device"]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available; accepted: cpu")
+    task = build_task(config)
+    policy = build_policy(config, task)
+    cls = algorithm_class(config["algorithm"])
+    return cls.from_config(config, task, policy)
+
+
+def build_run(config: dict, run_dir: str | Path | None = None, progress: bool | None = None,
+              callbacks: list | None = None) -> Engine:
+    algorithm = build_algorithm(config)
+    return Engine(algorithm, int(config["budget"]["evaluations"]), run_dir,
+                  log_every=int(config["log_every"]),
+                  checkpoint_every=int(config["checkpoint_every"]),
+                  callbacks=callbacks, progress=progress)
+
+
+def default_archive(config: dict, task, solution_dim: int, extra_fields: dict | None = None):
+    return make_archive(config["archive"], solution_dim, task.descriptor_bounds,
+                        task.fitness_offset, extra_fields=extra_fields, seed=int(config["seed"]))

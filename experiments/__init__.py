@@ -1,0 +1,1 @@
+"""The ``neuroqd`` command, shipped configs, benchmarks and result reproductions."""

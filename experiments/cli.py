@@ -1,0 +1,193 @@
+"""The ``neuroqd`` command: list, run, resume, plot, eval, compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from experiments.config import ConfigError, load_raw, resolve, shipped_configs
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _fail(message: str) -> int:
+    print(f"neuroqd: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _fresh_dir(base: Path) -> Path:
+    if not base.exists():
+        return base
+    i = 2
+    while Path(f"{base}_{i}").exists():
+        i += 1
+    return Path(f"{base}_{i}")
+
+
+def _build(config: dict, run_dir: Path, progress):
+    from evo.build import build_run
+
+    try:
+        return build_run(config, run_dir, progress=progress)
+    except (ValueError, TypeError) as exc:  # construction-time problems are the config's
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
+def _finish(engine, run_dir: Path) -> None:
+    from archives import save_archive
+    from experiments.plotting import plot_run
+
+    summary = engine.run()
+    save_archive(engine.algorithm.archive, run_dir / "archive.npz")
+    plot_run(run_dir)
+    close = getattr(engine.algorithm.evaluator, "close", None)
+    if close:
+        close()
+    shown = {k: summary[k] for k in ("evaluations", "qd_score", "coverage", "max_fitness", "time_s")}
+    if "solved" in summary:
+        shown["solved"] = summary["solved"]
+        shown["evaluations_to_solve"] = summary["evaluations_to_solve"]
+    print(json.dumps(shown))
+    print(f"run directory: {run_dir}  (heatmap.png, curves.png, metrics.csv, summary.json)")
+
+
+def cmd_list(args) -> int:
+    from evo.algorithms import ALGORITHMS
+    from tasks import TASKS
+
+    print("algorithms: " + ", ".join(sorted(ALGORITHMS)))
+    print("tasks:      " + ", ".join(sorted(TASKS)))
+    print("configs:")
+    for name in shipped_configs():
+        raw = load_raw(name)
+        print(f"  {name:<18} {raw.get('algorithm', '?')} on {raw.get('task', {}).get('name', '?')}"
+              f"  ({raw.get('budget', {}).get('evaluations', '?')} evaluations)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    config = resolve(load_raw(args.config), args.set, seed=args.seed, device=args.device,
+                     backend=args.backend, workers=args.workers)
+    name = Path(args.config).stem
+    if args.out:
+        run_dir = Path(args.out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UsageError(f"--out: {run_dir} exists and is not empty; use `neuroqd resume "
+                             f"{run_dir}` or another directory")
+    else:
+        run_dir = _fresh_dir(Path("runs") / f"{name}_s{config['seed']}")
+    engine = _build(config, run_dir, args.progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _finish(engine, run_dir)
+    return 0
+
+
+def _run_dir(path: str) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "config.yaml").exists():
+        raise UsageError(f"DIR: {run_dir} is not a run directory (no config.yaml)")
+    return run_dir
+
+
+def cmd_resume(args) -> int:
+    run_dir = _run_dir(args.dir)
+    config = resolve(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    engine = _build(config, run_dir, args.progress)
+    ckpt = engine.restore()
+    where = f"iteration {engine.algorithm.iteration}" if ckpt else "the start (no checkpoint)"
+    print(f"resuming {run_dir} from {where}", file=sys.stderr)
+    _finish(engine, run_dir)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from experiments.plotting import plot_run
+
+    for path in plot_run(_run_dir(args.dir)):
+        print(path)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from experiments.plotting import compare_runs
+
+    dirs = [_run_dir(d) for d in args.dirs]
+    print(compare_runs(dirs, Path(args.out)))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from experiments.evaluate import evaluate_run
+
+    if args.distilled:
+        raise UsageError("--distilled: distillation is not available yet in this version")
+    print(json.dumps(evaluate_run(_run_dir(args.dir), args.repeats)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuroqd", description="Evolutionary and quality-diversity "
+                                "optimisation of neural networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="algorithms, tasks, shipped configs").set_defaults(fn=cmd_list)
+
+    r = sub.add_parser("run", help="run a shipped config or a YAML file")
+    r.add_argument("config", help="shipped config name (see `neuroqd list`) or path to a .yaml")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any key of the resolved config (dotted for nested keys)")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--out", help="run directory (default: runs/NAME_sSEED, made unique)")
+    r.add_argument("--backend", choices=["local", "process", "ray"])
+    r.add_argument("--workers", type=int)
+    r.add_argument("--device", help="cpu or cuda")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("resume", help="continue a run from its newest checkpoint")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_resume)
+
+    for cmd in (r, s):
+        g = cmd.add_mutually_exclusive_group()
+        g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="always show a progress bar (default: only on a terminal)")
+        g.add_argument("--quiet", dest="progress", action="store_false")
+
+    pl = sub.add_parser("plot", help="heatmap.png and curves.png of a run")
+    pl.add_argument("dir")
+    pl.set_defaults(fn=cmd_plot)
+
+    e = sub.add_parser("eval", help="re-evaluate the elites of a run")
+    e.add_argument("dir")
+    e.add_argument("--distilled", action="store_true")
+    e.add_argument("--repeats", type=int, default=1)
+    e.set_defaults(fn=cmd_eval)
+
+    c = sub.add_parser("compare", help="curves of several runs, median and IQR per group")
+    c.add_argument("dirs", nargs="+")
+    c.add_argument("--out", default="compare.png")
+    c.set_defaults(fn=cmd_compare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, UsageError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("neuroqd: interrupted; continue with `neuroqd resume DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
