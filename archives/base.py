@@ -94,8 +94,11 @@ class Archive:
 
     # -- reading -------------------------------------------------------------------------
     def occupied_indices(self) -> np.ndarray:
-        """Cell indices of the elites, sorted (ribs' own order depends on insertion history)."""
-        return np.sort(self.ribs.data("index"))
+        """Cell indices of the elites in ribs' insertion order (a read-only view).
+
+        Sampling depends on this order, so :meth:`load_state_dict` restores it exactly.
+        """
+        return self.ribs._store.occupied_list
 
     def sample_indices(self, n: int, generator: torch.Generator) -> np.ndarray:
         """Cell indices of ``n`` elites drawn uniformly with replacement."""
@@ -163,6 +166,9 @@ class Archive:
             self.ribs.add(data["solution"], data["objective"], data["measures"], **fields)
             if len(self.ribs) != len(index):
                 raise ValueError("archive state does not match the archive's cells")
+            # ribs appends each batch's new cells in sorted order; put back the saved order,
+            # which parent sampling reads.
+            self.ribs._store._props["occupied_list"][:len(index)] = index
 
 
 def _restore_proximity(archive: ProximityArchive, index: np.ndarray, data: dict,

@@ -32,6 +32,27 @@ def build_policy(config: dict, task):
     return make_policy(config.get("policy") or {}, task.obs_dim, task.action_dim)
 
 
+def build_decoder(config: dict, task, policy):
+    """A seed-chain decoder when the algorithm's section says ``genome: chain``, else None.
+
+    Worker processes call this too, so that they receive seeds and rebuild parameters
+    themselves (with their own parent cache).
+    """
+    section = config.get(config["algorithm"]) or {}
+    if section.get("genome", "flat") != "chain":
+        return None
+    from evo.genomes import ChainDecoder
+
+    if policy is not None:
+        return ChainDecoder.for_policy(policy)
+    _, init, _ = genome_space(task, None)
+
+    def init_fn(seed: int) -> torch.Tensor:
+        return init(1, torch.Generator().manual_seed(int(seed)))[0]
+
+    return ChainDecoder(task.solution_dim, init_fn)
+
+
 def build_evaluator(config: dict, task, policy, decoder=None):
     backend = config["workers"]["backend"]
     count = int(config["workers"]["count"])
@@ -43,11 +64,11 @@ def build_evaluator(config: dict, task, policy, decoder=None):
     if backend == "process":
         from evo.workers.pool import ProcessEvaluator
 
-        return ProcessEvaluator(config, count, decoder=decoder)
+        return ProcessEvaluator(config, count)
     if backend == "ray":
         from evo.workers.ray_actors import RayEvaluator
 
-        return RayEvaluator(config, count, decoder=decoder, address=config["workers"].get("address"))
+        return RayEvaluator(config, count, address=config["workers"].get("address"))
     raise ValueError(f"workers.backend: unknown backend {backend!r}; accepted: local, process, ray")
 
 

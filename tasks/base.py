@@ -49,6 +49,8 @@ class Evaluation:
         return self.fitness.shape[0]
 
     def to(self, device: torch.device | str) -> "Evaluation":
+        if self.fitness.device == torch.device(device):
+            return self
         return Evaluation(
             self.fitness.to(device),
             self.descriptors.to(device),

@@ -1,0 +1,109 @@
+"""The neuroqd command: runs end to end, records the resolved config, rejects bad input
+with exit code 2 and one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments.cli import main
+
+SMALL = ["--set", "budget.evaluations=2048", "--set", "batch_size=256", "--quiet"]
+
+
+def test_run_writes_the_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "me_arm", "--out", str(out), "--seed", "3", *SMALL]) == 0
+    for name in ("config.yaml", "metrics.csv", "summary.json", "heatmap.png", "curves.png",
+                 "archive.npz"):
+        assert (out / name).exists(), name
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["seed"] == 3 and config["batch_size"] == 256
+    assert config["budget"]["evaluations"] == 2048 and config["task"] == {"name": "arm", "dof": 8}
+    assert config["workers"]["backend"] == "local"
+    assert json.loads((out / "summary.json").read_text())["evaluations"] == 2048
+
+
+def test_list_shows_configs(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "me_arm" in text and "cvt_me_arm" in text and "map_elites" in text
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "nope"], "no shipped config or YAML file named 'nope'"),
+    (["run", "me_arm", "--set", "algorithm=foo"], "algorithm: unknown algorithm 'foo'"),
+    (["run", "me_arm", "--set", "task.name=foo"], "task.name: unknown task 'foo'"),
+    (["run", "me_arm", "--set", "bogus=1"], "bogus: unknown key"),
+    (["run", "me_arm", "--set", "task.links=3"], "task.links: unknown key; accepted here: dof, name"),
+    (["run", "me_arm", "--set", "batch_size=abc"], "batch_size: expected integer"),
+    (["run", "me_arm", "--set", "batch_size=0"], "batch_size: must be >= 1"),
+    (["run", "me_arm", "--set", "archive.type=hex"], "archive.type: unknown archive 'hex'"),
+    (["run", "me_arm", "--set", "archive.dims=[10]"], "archive.dims: expected a list of 2"),
+    (["run", "me_arm", "--set", "map_elites.emitters.0.type=cma"], "unknown emitter 'cma'"),
+    (["run", "me_arm", "--set", "map_elites.emitters.3.type=x"], "map_elites.emitters.3: index"),
+    (["run", "me_arm", "--device", "tpu"], "device: got 'tpu'"),
+    (["resume", "/nonexistent"], "is not a run directory"),
+])
+def test_bad_input_exits_2_with_one_line(args, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_bad_input_from_the_console_script_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "run", "me_arm", "--set",
+                           "seed=-1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "neuroqd: error: seed: must be >= 0, got -1"
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    args = ["run", "me_arm", "--set", "budget.evaluations=163840", "--set", "batch_size=256",
+            "--set", "checkpoint_every=20", "--set", "log_every=5", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "experiments.cli"]
+    subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], check=True, env=env,
+                   capture_output=True)
+    proc = subprocess.Popen(cmd + args + ["--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(ckpts.glob("ckpt_*.npz"))) < 2:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "run ended before the kill"
+    subprocess.run(cmd + ["resume", str(tmp_path / "killed"), "--quiet"], check=True, env=env,
+                   capture_output=True)
+
+    def result(d):
+        s = json.loads((d / "summary.json").read_text())
+        s.pop("time_s")
+        lines = (d / "metrics.csv").read_text().splitlines()
+        metrics = [",".join(r.split(",")[:5]) for r in lines]  # all columns before time_s
+        return s, metrics
+
+    assert result(tmp_path / "full") == result(tmp_path / "killed")
+    from archives import load_archive
+
+    a = load_archive(tmp_path / "full" / "archive.npz").elites()
+    b = load_archive(tmp_path / "killed" / "archive.npz").elites()
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_compare_plots_median_and_iqr(tmp_path):
+    dirs = []
+    for seed in (0, 1, 2):
+        out = tmp_path / f"r{seed}"
+        assert main(["run", "me_arm", "--out", str(out), "--seed", str(seed), *SMALL]) == 0
+        dirs.append(str(out))
+    assert main(["compare", *dirs, "--out", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").stat().st_size > 10000
