@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/neuroqd run me_arm --out runs/me_arm
+	$(BIN)/neuroqd run me_arm
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

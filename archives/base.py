@@ -37,8 +37,9 @@ class Archive:
         self.kind = kind
         self.spec = dict(spec)
         self.fitness_offset = float(fitness_offset)
+        # ribs' own fields ("threshold" serves CMA-MAE) are not ours to fill
         self.extra_fields = [f for f in ribs_archive.field_list
-                             if f not in ("solution", "objective", "measures", "index")]
+                             if f not in ("solution", "objective", "measures", "index", "threshold")]
 
     # -- sizes ---------------------------------------------------------------------------
     @property

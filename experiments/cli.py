@@ -130,7 +130,11 @@ def cmd_eval(args) -> int:
 
     if args.distilled:
         raise UsageError("--distilled: distillation is not available yet in this version")
-    print(json.dumps(evaluate_run(_run_dir(args.dir), args.repeats)))
+    try:
+        result = evaluate_run(_run_dir(args.dir), args.repeats)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    print(json.dumps(result))
     return 0
 
 

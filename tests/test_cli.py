@@ -28,6 +28,13 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     assert config["budget"]["evaluations"] == 2048 and config["task"] == {"name": "arm", "dof": 8}
     assert config["workers"]["backend"] == "local"
     assert json.loads((out / "summary.json").read_text())["evaluations"] == 2048
+    capsys.readouterr()
+    assert main(["eval", str(out), "--repeats", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # the arm is deterministic: re-evaluated elites land where they were stored
+    assert result["mean_descriptor_error"] == 0.0 and result["failed_evaluations"] == 0
+    assert result["expected_qd_score"] == pytest.approx(result["qd_score"], rel=1e-6)
+    assert main(["plot", str(out)]) == 0
 
 
 def test_list_shows_configs(capsys):
