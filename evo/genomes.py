@@ -84,8 +84,12 @@ class SeedChain(tuple):
         return cls(((seed, 0.0),))
 
     def child(self, seed: int, sigma: float) -> "SeedChain":
-        """This chain plus one mutation ``theta + sigma * eps(seed)``."""
-        return SeedChain((*self, (seed, sigma)))
+        """This chain plus one mutation ``theta + sigma * eps(seed)``.
+
+        Only the new step is checked: this chain is valid already, and re-checking it would
+        make every child cost O(generations).
+        """
+        return tuple.__new__(SeedChain, (*self, (_check_seed(seed), _f32(sigma))))
 
     @property
     def parent(self) -> "SeedChain | None":

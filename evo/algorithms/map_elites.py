@@ -114,7 +114,7 @@ class MapElites(Algorithm):
 
     def ask(self) -> Tensor:
         if len(self.archive) == 0:
-            return self.init(self.batch_size, self.generator)
+            return self.init(self.batch_size, self.generator).to(self.device)
         parts = [emitter.ask(self.archive, n, self.generator, self.bounds, self.device)
                  for emitter, n in zip(self.emitters, self.shares) if n > 0]
         return torch.cat(parts)

@@ -66,6 +66,24 @@ def run_neuroqd(iterations: int, batch: int, seed: int) -> tuple[float, dict]:
     return elapsed, {"qd_score": summary["qd_score"], "coverage": summary["coverage"]}
 
 
+def overhead_growth(iterations: int = 1000, batch: int = 256) -> None:
+    """Per-iteration time early and late in a long run: engine overhead must stay flat."""
+    from evo.build import build_run
+    from experiments.config import load_raw, resolve
+
+    config = resolve(load_raw("me_arm"), [f"budget.evaluations={iterations * batch}",
+                                          f"batch_size={batch}", "log_every=1"])
+    stamps: list[float] = []
+    engine = build_run(config, run_dir=None, progress=False,
+                       callbacks=[lambda eng, row: stamps.append(time.perf_counter())])
+    engine.run()
+    steps = np.diff(stamps) * 1e3
+    early, late = np.median(steps[10:110]), np.median(steps[-100:])
+    print(f"\nengine overhead over {iterations} iterations (batch {batch}, metrics logged every "
+          f"iteration): median {early:.3f} ms/iteration at 10-110, {late:.3f} ms at the last 100 "
+          f"(ratio {late / early:.2f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -74,6 +92,8 @@ def main() -> None:
     args = p.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"{args.iterations} iterations x {args.batch}")
+    for fn in (run_neuroqd, run_pyribs):  # warm-up: imports, allocator, first-call paths
+        fn(5, args.batch, seed=99)
     results = {"neuroqd": [], "pyribs": []}
     for r in range(args.repeats):
         for name, fn in (("neuroqd", run_neuroqd), ("pyribs", run_pyribs)):
@@ -89,6 +109,7 @@ def main() -> None:
     speed = med["neuroqd"][0] / med["pyribs"][0]
     qd_gap = (med["neuroqd"][1] - med["pyribs"][1]) / med["pyribs"][1]
     print(f"\nspeed ratio neuroqd/pyribs: {speed:.2f}x   QD score difference: {100 * qd_gap:+.2f}%")
+    overhead_growth()
 
 
 if __name__ == "__main__":
