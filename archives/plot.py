@@ -30,8 +30,12 @@ def heatmap_title(task: str, algorithm: str, metrics: dict) -> str:
 
 def plot_heatmap(archive: Archive, path: str | os.PathLike, title: str = "",
                  descriptor_names: tuple[str, str] = ("descriptor 1", "descriptor 2"),
-                 vmin: float | None = None, vmax: float | None = None) -> None:
-    """Draw a 2-D archive's elites coloured by fitness and save the figure to ``path``."""
+                 vmin: float | None = None, vmax: float | None = None,
+                 y_down: bool = False) -> None:
+    """Draw a 2-D archive's elites coloured by fitness and save the figure to ``path``.
+
+    ``y_down`` draws the second descriptor growing downwards (maze coordinates).
+    """
     if archive.descriptor_dim != 2:
         raise ValueError(f"heatmaps need 2 descriptor dimensions, archive has {archive.descriptor_dim}")
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
@@ -45,6 +49,8 @@ def plot_heatmap(archive: Archive, path: str | os.PathLike, title: str = "",
         ranges = archive.spec["ranges"]
         ax.set_xlim(*ranges[0])
         ax.set_ylim(*ranges[1])
+    if y_down:
+        ax.invert_yaxis()
     ax.set_xlabel(descriptor_names[0])
     ax.set_ylabel(descriptor_names[1])
     ax.set_title(title, fontsize=10)

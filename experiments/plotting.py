@@ -76,20 +76,22 @@ def plot_run(run_dir: Path) -> list[Path]:
     summary = {}
     if (run_dir / "summary.json").exists():
         summary = json.loads((run_dir / "summary.json").read_text())
+    from evo.build import build_task
+
     archive = load_run_archive(run_dir)
+    task = build_task(config)
     out = []
     if archive.descriptor_dim == 2:
         metrics = summary or archive.metrics()
         plot_heatmap(archive, run_dir / "heatmap.png",
-                     heatmap_title(config["task"]["name"], config["algorithm"], metrics))
+                     heatmap_title(config["task"]["name"], config["algorithm"], metrics),
+                     descriptor_names=task.descriptor_names, y_down=task.descriptor_y_down)
         out.append(run_dir / "heatmap.png")
     if (run_dir / "metrics.csv").exists():
         out.append(plot_curves(run_dir))
     if config["task"]["name"].endswith("maze"):
-        from evo.build import build_task
         from tasks.maze_plot import plot_maze_positions
 
-        task = build_task(config)
         elites = archive.elites()
         plot_maze_positions(task, elites["descriptors"].numpy(), run_dir / "maze.png",
                             title=f"{config['algorithm']}: final positions of the archive")

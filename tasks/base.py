@@ -91,6 +91,10 @@ class TaskBase:
         (pyribs' ``qd_score_offset``; QDax adds ``-fitness_offset`` per elite).
     has_goal : bool
         Whether evaluations report ``info["solved"]``.
+    descriptor_names : tuple[str, ...]
+        Axis labels for plots.
+    descriptor_y_down : bool
+        Plots draw the second descriptor growing downwards (image-like maze coordinates).
     """
 
     name: str = "task"
@@ -98,6 +102,8 @@ class TaskBase:
     descriptor_bounds: list[tuple[float, float]] = []
     fitness_offset: float = 0.0
     has_goal: bool = False
+    descriptor_names: tuple[str, ...] = ("descriptor 1", "descriptor 2")
+    descriptor_y_down: bool = False
 
     def clip_descriptors(self, descriptors: Tensor) -> Tensor:
         """Clip into ``descriptor_bounds`` (the contract says descriptors always lie there)."""

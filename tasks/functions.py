@@ -86,6 +86,7 @@ class Arm(TaskBase):
     """
 
     name = "arm"
+    descriptor_names = ("end-effector x", "end-effector y")
 
     def __init__(self, dof: int = 8) -> None:
         if int(dof) < 1:

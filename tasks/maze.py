@@ -94,6 +94,9 @@ class Maze(TaskBase):
     max_speed = 3.0  # maze units per step
     max_turn = 3.0  # degrees per step
 
+    descriptor_names = ("final x", "final y")
+    descriptor_y_down = True  # maze coordinates: y points down, as in the original maze files
+
     def __init__(self, episode_length: int = 400, goal_radius: float = 5.0,
                  record_trajectory: bool = False) -> None:
         if int(episode_length) < 1:
