@@ -9,7 +9,6 @@ together, used by the command line and usable from Python::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 

@@ -129,3 +129,67 @@ def local_competition(fitness: Tensor, reference_fitness: Tensor, neighbour_inde
     :func:`knn_distances`).
     """
     return (reference_fitness[neighbour_index] < fitness[:, None]).sum(dim=1)
+
+
+# Pareto ranking (NSGA-II's non-dominated sort and crowding distance), for NSLC.
+def non_dominated_ranks(objectives: Tensor) -> Tensor:
+    """Pareto front of each point, all objectives maximised (0 = non-dominated).
+
+    Parameters
+    ----------
+    objectives : Tensor (B, m)
+
+    Returns
+    -------
+    Tensor (B,) int64
+
+    Written here rather than taken from a library: pyribs and EvoTorch's sorting works on
+    their own population objects, and this is a few lines of dense comparisons (B^2 m).
+    """
+    o = objectives
+    geq = (o[:, None, :] >= o[None, :, :]).all(dim=2)
+    gt = (o[:, None, :] > o[None, :, :]).any(dim=2)
+    dominates = geq & gt  # [i, j]: i dominates j
+    remaining = torch.ones(o.shape[0], dtype=torch.bool, device=o.device)
+    ranks = torch.full((o.shape[0],), -1, dtype=torch.int64, device=o.device)
+    front = 0
+    while bool(remaining.any()):
+        dominated = (dominates & remaining[:, None]).any(dim=0)
+        current = remaining & ~dominated
+        ranks[current] = front
+        remaining &= ~current
+        front += 1
+    return ranks
+
+
+def crowding_distance(objectives: Tensor, ranks: Tensor) -> Tensor:
+    """NSGA-II crowding distance (B,) float64 of each point within its front.
+
+    The extremes of each objective in a front get +inf; the others the sum over objectives of
+    the gap between their two neighbours in the front, divided by the front's range.
+    """
+    o = objectives.to(torch.float64)
+    out = torch.zeros(o.shape[0], dtype=torch.float64, device=o.device)
+    for front in torch.unique(ranks).tolist():
+        members = (ranks == front).nonzero().squeeze(1)
+        if len(members) <= 2:
+            out[members] = torch.inf
+            continue
+        for j in range(o.shape[1]):
+            values = o[members, j]
+            order = torch.sort(values, stable=True).indices
+            sorted_values = values[order]
+            span = float(sorted_values[-1] - sorted_values[0])
+            gaps = torch.zeros(len(members), dtype=torch.float64, device=o.device)
+            gaps[0] = gaps[-1] = torch.inf
+            if span > 0:
+                gaps[1:-1] = (sorted_values[2:] - sorted_values[:-2]) / span
+            out[members[order]] += gaps
+    return out
+
+
+def rank_order(ranks: Tensor, tie_break: Tensor) -> Tensor:
+    """Indices (B,) best first: by Pareto front ``ranks`` (lower first), then by ``tie_break``
+    (higher first). Stable, so equal (front, tie_break) pairs keep their positions."""
+    by_tie = torch.sort(tie_break, descending=True, stable=True).indices
+    return by_tie[torch.sort(ranks[by_tie], stable=True).indices]

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import warnings
 
 import pytest
 import torch
