@@ -44,6 +44,11 @@ def _check_activation(name: str, key: str) -> str:
     return name
 
 
+def _require_cpu_generator(generator: torch.Generator) -> None:
+    if generator.device.type != "cpu":
+        raise ValueError("init needs a CPU torch.Generator (draws are made on CPU for reproducibility)")
+
+
 def _normal_layer_init(n: int, fan_in: int, fan_out: int, generator: torch.Generator) -> Tensor:
     """Deep GA layer initialiser: weights ~ N(0, 1) / sqrt(fan_in), biases 0.
 
@@ -122,8 +127,7 @@ class MLPPolicy:
         Tensor
             ``(n, num_params)`` float32 on ``device``.
         """
-        if generator.device.type != "cpu":
-            raise ValueError("init needs a CPU torch.Generator (draws are made on CPU for reproducibility)")
+        _require_cpu_generator(generator)
         parts = [_normal_layer_init(n, fi, fo, generator) for fi, fo in self.layer_shapes]
         return torch.cat(parts, dim=1).to(device)
 
@@ -252,8 +256,7 @@ class ModulePolicy:
         Tensor
             ``(n, num_params)`` float32 on ``device``.
         """
-        if generator.device.type != "cpu":
-            raise ValueError("init needs a CPU torch.Generator (draws are made on CPU for reproducibility)")
+        _require_cpu_generator(generator)
         parts = []
         for name, shape, numel in zip(self._names, self._shapes, self._numels):
             if len(shape) >= 2:

@@ -1,17 +1,17 @@
 """The Deep GA: truncation and elitism, improvement, seed-chain genomes, exact resume,
 failed genomes, and the command line."""
 
-import csv
 import json
 import math
 
 import numpy as np
 import pytest
+from run_helpers import split_and_resume
 import torch
 
 from archives import load_archive, make_archive
 from evo.algorithms.deep_ga import DeepGA
-from evo.build import build_algorithm, build_run, genome_space
+from evo.build import build_algorithm, genome_space
 from evo.genomes import ChainDecoder
 from evo.workers.local import LocalEvaluator, evaluate_batch
 from experiments.cli import main
@@ -105,14 +105,6 @@ def test_chain_genomes_decode_exactly_and_the_archive_stores_ids():
     assert algo.summary()["chain_compression"] == stats["chain_compression"]
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r.pop("time_s")
-    return rows
-
-
 @pytest.mark.parametrize("task,ga", [
     (ARM, {"sigma": 0.05, "truncation": 5}),
     (MAZE, {"genome": "chain", "sigma": 0.1, "truncation": 5}),
@@ -121,15 +113,7 @@ def _rows(path):
 def test_resume_is_exact(tmp_path, task, ga):
     raw = dict(_raw(task, batch=20, seed=4, **ga), log_every=1, checkpoint_every=2,
                budget={"evaluations": 200})
-    whole = build_run(resolve(raw), tmp_path / "whole", progress=False)
-    whole.run()
-    # the same run, stopped after about half of it; then fresh objects restore and continue
-    build_run(resolve(dict(raw, budget={"evaluations": 90})), tmp_path / "split",
-              progress=False).run()
-    resumed = build_run(resolve(raw), tmp_path / "split", progress=False)
-    assert resumed.restore() is not None and 0 < resumed.algorithm.iteration < whole.algorithm.iteration
-    resumed.run()
-    assert _rows(tmp_path / "split" / "metrics.csv") == _rows(tmp_path / "whole" / "metrics.csv")
+    whole, resumed = split_and_resume(raw, tmp_path, 90)
     a, b = whole.algorithm, resumed.algorithm
     sa, sb = a.archive.state_dict(), b.archive.state_dict()
     assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)

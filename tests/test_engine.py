@@ -1,9 +1,9 @@
 """Engine behaviour: the archive fills, resume is exact, failures are counted, not stored."""
 
-import csv
 import json
 
 import pytest
+from run_helpers import metric_rows
 import torch
 
 from evo.algorithms.map_elites import MapElites
@@ -21,8 +21,7 @@ def arm_config(**sets):
 
 
 def rows(run_dir):
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
+    return metric_rows(run_dir / "metrics.csv")
 
 
 def test_me_arm_fills_the_archive_and_qd_score_grows(tmp_path):

@@ -1,12 +1,12 @@
 """Novelty search (GA-NS) and NSLC: novelty, archive rules, Pareto ranking, exact resume,
 failed genomes, the command line, and NS exploring the hard maze better than the Deep GA."""
 
-import csv
 import json
 import math
 
 import numpy as np
 import pytest
+from run_helpers import split_and_resume
 import torch
 
 from archives import make_archive
@@ -175,11 +175,6 @@ def test_nslc_ranks_novelty_and_local_competition():
 
 
 # -- exact resume ----------------------------------------------------------------------------------
-def _rows(path):
-    with open(path, newline="") as f:
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
-
-
 @pytest.mark.parametrize("algorithm,section", [
     ("novelty_search", {"archive_mode": "probability", "archive_probability": 0.2, "elitism": 2}),
     ("novelty_search", {"archive_mode": "threshold"}),
@@ -190,14 +185,7 @@ def test_resume_is_exact(tmp_path, algorithm, section):
     raw = {"algorithm": algorithm, "task": dict(MAZE), "batch_size": 24, "seed": 3,
            "archive": {"type": "grid", "dims": [20, 20]}, "log_every": 1, "checkpoint_every": 2,
            "budget": {"evaluations": 240}, algorithm: dict(section, truncation=5)}
-    whole = build_run(resolve(raw), tmp_path / "whole", progress=False)
-    whole.run()
-    build_run(resolve(dict(raw, budget={"evaluations": 100})), tmp_path / "split",
-              progress=False).run()
-    resumed = build_run(resolve(raw), tmp_path / "split", progress=False)
-    assert resumed.restore() is not None and 0 < resumed.algorithm.iteration < whole.algorithm.iteration
-    resumed.run()
-    assert _rows(tmp_path / "split" / "metrics.csv") == _rows(tmp_path / "whole" / "metrics.csv")
+    whole, resumed = split_and_resume(raw, tmp_path, 100)
     a, b = whole.algorithm, resumed.algorithm
     for x, y in [(a.archive.state_dict(), b.archive.state_dict())] + (
             [(a.proximity.state_dict(), b.proximity.state_dict())] if algorithm == "nslc" else []):
