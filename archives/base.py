@@ -79,15 +79,18 @@ class Archive:
             (for a proximity archive: 1 replaced a neighbour (local competition), 2 novel).
         """
         status = torch.zeros(len(fitness), dtype=torch.int8)
-        keep = torch.ones(len(fitness), dtype=torch.bool) if failed is None else ~failed.cpu()
-        if not bool(keep.any()):
-            return status
-        idx = keep.nonzero().squeeze(1)
-        sub = (lambda t: t.detach().cpu()[idx].numpy()) if not bool(keep.all()) else (
-            lambda t: t.detach().cpu().numpy())
-        info = self.ribs.add(sub(genomes), sub(fitness), sub(descriptors),
-                             **{k: sub(v) for k, v in fields.items()})
-        status[idx] = torch.from_numpy(np.asarray(info["status"], dtype=np.int8))
+        keep = slice(None)  # everything, without a copy, in the common case of no failure
+        if failed is not None and bool(failed.any()):
+            keep = (~failed.cpu()).nonzero().squeeze(1)
+            if len(keep) == 0:
+                return status
+
+        def kept(t: Tensor) -> np.ndarray:
+            return t.detach().cpu()[keep].numpy()
+
+        info = self.ribs.add(kept(genomes), kept(fitness), kept(descriptors),
+                             **{k: kept(v) for k, v in fields.items()})
+        status[keep] = torch.from_numpy(np.asarray(info["status"], dtype=np.int8))
         return status
 
     def clear(self) -> None:

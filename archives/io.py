@@ -53,8 +53,7 @@ def _unflatten(node, arrays):
         return torch.from_numpy(np.array(arrays[node["tensor"]]))
     if "array" in node:
         return np.array(arrays[node["array"]])
-    value = node["value"]
-    return value
+    return node["value"]
 
 
 def save_state(path: str | os.PathLike, state: dict) -> None:

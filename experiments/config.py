@@ -183,7 +183,7 @@ def _check_types(config: dict, defaults: dict, prefix: str) -> None:
     for key, default in defaults.items():
         value = config.get(key)
         dotted = f"{prefix}{key}"
-        if default is None or value is None and default is None:
+        if default is None:  # no type to hold it to (e.g. workers.address)
             continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
