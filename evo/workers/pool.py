@@ -58,6 +58,14 @@ def split_slices(n: int, parts: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
+def slice_batch(genomes: Tensor | Sequence, seeds: Tensor, parts: int) -> list[tuple]:
+    """(genomes, seeds) cut into ``parts`` contiguous slices, as numpy arrays (or lists of
+    seed chains) ready to send to another process."""
+    payload = genomes.detach().cpu().numpy() if isinstance(genomes, Tensor) else list(genomes)
+    seeds = seeds.cpu().numpy()
+    return [(payload[s], seeds[s]) for s in split_slices(len(payload), parts)]
+
+
 class ProcessEvaluator:
     """Evaluates a batch across ``count`` worker processes.
 
@@ -80,11 +88,8 @@ class ProcessEvaluator:
                                          initializer=_init_worker, initargs=(config,))
 
     def __call__(self, genomes: Tensor | Sequence, seeds: Tensor) -> Evaluation:
-        n = len(genomes)
-        payload = genomes.detach().cpu().numpy() if isinstance(genomes, Tensor) else list(genomes)
-        seeds = seeds.cpu().numpy()
-        futures = [self._pool.submit(_evaluate_slice, payload[s], seeds[s])
-                   for s in split_slices(n, self.count)]
+        futures = [self._pool.submit(_evaluate_slice, g, s)
+                   for g, s in slice_batch(genomes, seeds, self.count)]
         return evaluation_from_parts([f.result() for f in futures])
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from evo.workers.pool import evaluation_from_parts, split_slices
+from evo.workers.pool import evaluation_from_parts, slice_batch
 from tasks import Evaluation
 
 
@@ -60,10 +60,8 @@ class RayEvaluator:
         self._actors = [actor.remote(config) for _ in range(self.count)]
 
     def __call__(self, genomes: Tensor | Sequence, seeds: Tensor) -> Evaluation:
-        payload = genomes.detach().cpu().numpy() if isinstance(genomes, Tensor) else list(genomes)
-        seeds = seeds.cpu().numpy()
-        refs = [a.evaluate.remote(payload[s], seeds[s])
-                for a, s in zip(self._actors, split_slices(len(payload), self.count))]
+        refs = [a.evaluate.remote(g, s)
+                for a, (g, s) in zip(self._actors, slice_batch(genomes, seeds, self.count))]
         return evaluation_from_parts(self._ray.get(refs))
 
     def close(self) -> None:
