@@ -34,8 +34,8 @@ def build_policy(config: dict, task):
 def build_decoder(config: dict, task, policy):
     """A seed-chain decoder when the algorithm's section says ``genome: chain``, else None.
 
-    Worker processes call this too, so that they receive seeds and rebuild parameters
-    themselves (with their own parent cache).
+    The decoder travels to worker processes inside the worker factory, so that they receive
+    seeds and rebuild parameters themselves (each with its own parent cache).
     """
     section = config.get(config["algorithm"]) or {}
     if section.get("genome", "flat") != "chain":
@@ -45,30 +45,39 @@ def build_decoder(config: dict, task, policy):
     if policy is not None:
         return ChainDecoder.for_policy(policy)
     _, init, _ = genome_space(task, None)
-
-    def init_fn(seed: int) -> torch.Tensor:
-        return init(1, torch.Generator().manual_seed(int(seed)))[0]
-
-    return ChainDecoder(task.solution_dim, init_fn)
+    return ChainDecoder.for_init(task.solution_dim, init)
 
 
 def build_evaluator(config: dict, task, policy, decoder=None):
-    backend = config["workers"]["backend"]
-    count = int(config["workers"]["count"])
-    device = config["device"]
-    if backend == "local":
-        from evo.workers.local import LocalEvaluator
+    """The evaluator ``workers`` asks for, with workers built from a picklable factory."""
+    from evo.workers.local import LocalEvaluator, WorkerFactory
 
-        return LocalEvaluator(task, policy, decoder, device)
+    workers = config["workers"]
+    backend, count = workers["backend"], int(workers["count"])
+    threads, timeout_s = int(workers.get("threads", 1)), workers.get("timeout_s")
+    if backend == "local":
+        return LocalEvaluator(task, policy, decoder, config["device"], threads)
+    factory = WorkerFactory(task, policy, decoder, config["device"], threads)
     if backend == "process":
         from evo.workers.pool import ProcessEvaluator
 
-        return ProcessEvaluator(config, count)
+        return ProcessEvaluator(factory, count, timeout_s)
     if backend == "ray":
         from evo.workers.ray_actors import RayEvaluator
 
-        return RayEvaluator(config, count, address=config["workers"].get("address"))
+        return RayEvaluator(factory, count, address=workers.get("address"), timeout_s=timeout_s)
     raise ValueError(f"workers.backend: unknown backend {backend!r}; accepted: local, process, ray")
+
+
+class UniformInit:
+    """``init(n, generator)``: genomes uniform in ``[low, high]^D`` (picklable, for workers)."""
+
+    def __init__(self, dim: int, low: float, high: float) -> None:
+        self.dim, self.low, self.high = int(dim), float(low), float(high)
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand((n, self.dim), generator=generator, device=generator.device)
+        return self.low + (self.high - self.low) * u
 
 
 def genome_space(task, policy):
@@ -76,12 +85,7 @@ def genome_space(task, policy):
     if policy is not None:
         return policy.num_params, policy.init, None
     low, high = task.solution_bounds
-
-    def init(n: int, generator: torch.Generator) -> torch.Tensor:
-        u = torch.rand((n, task.solution_dim), generator=generator, device=generator.device)
-        return low + (high - low) * u
-
-    return task.solution_dim, init, (low, high)
+    return task.solution_dim, UniformInit(task.solution_dim, low, high), (low, high)
 
 
 def build_algorithm(config: dict):

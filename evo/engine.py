@@ -63,7 +63,7 @@ class Engine:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.elapsed = 0.0  # seconds spent in earlier sessions of this run
         self.stop = False
-        self.history: list[dict] = []
+        self._restarts_before = 0  # worker replacements in earlier sessions of this run
         self._columns: list[str] | None = None
 
     # -- the loop ------------------------------------------------------------------------
@@ -90,9 +90,7 @@ class Engine:
                 row = {"iteration": algo.iteration, "evaluations": algo.evaluations,
                        "time_s": round(self.elapsed, 4)}
                 if logged:
-                    row.update(self._archive_metrics())
-                    row["failed_evaluations"] = algo.failed_evaluations
-                    row.update(stats)
+                    row.update(self._archive_metrics(), **self._counters(), **stats)
                     self._log(row)
                 for callback in self.callbacks:
                     callback(self, row)
@@ -100,8 +98,7 @@ class Engine:
                 if self.run_dir is not None and (
                         final or (self.checkpoint_every and algo.iteration % self.checkpoint_every == 0)):
                     if not logged:  # a checkpoint always sits on a logged row
-                        row.update(self._archive_metrics(), failed_evaluations=algo.failed_evaluations,
-                                   **stats)
+                        row.update(self._archive_metrics(), **self._counters(), **stats)
                         self._log(row)
                     self.save_checkpoint()
                 if bar is not None:
@@ -122,17 +119,24 @@ class Engine:
         return {"qd_score": m["qd_score"], "coverage": m["coverage"],
                 "max_fitness": m["max_fitness"], "num_elites": m["num_elites"]}
 
+    @property
+    def worker_restarts(self) -> int:
+        """Evaluation workers replaced (died or hung) over the whole run."""
+        return self._restarts_before + int(getattr(self.algorithm.evaluator, "restarts", 0))
+
+    def _counters(self) -> dict:
+        return {"failed_evaluations": self.algorithm.failed_evaluations,
+                "worker_restarts": self.worker_restarts}
+
     def summary(self) -> dict:
         algo = self.algorithm
         out = {"evaluations": algo.evaluations, "iterations": algo.iteration,
-               **self._archive_metrics(), "time_s": round(self.elapsed, 4),
-               "failed_evaluations": algo.failed_evaluations}
+               **self._archive_metrics(), "time_s": round(self.elapsed, 4), **self._counters()}
         out.update(algo.summary())
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
 
     # -- metrics.csv ---------------------------------------------------------------------
     def _log(self, row: dict) -> None:
-        self.history.append(dict(row))
         if self.run_dir is None:
             return
         path = self.run_dir / "metrics.csv"
@@ -171,7 +175,6 @@ class Engine:
             w.writerows(kept)
         tmp.replace(path)
         self._columns = header
-        self.history = [dict(zip(header, r)) for r in kept]
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_paths(self) -> list[Path]:
@@ -180,7 +183,8 @@ class Engine:
 
     def save_checkpoint(self) -> Path:
         path = self.run_dir / "checkpoints" / f"ckpt_{self.algorithm.iteration:08d}.npz"
-        save_state(path, {"engine": {"elapsed": self.elapsed, "budget": self.budget},
+        save_state(path, {"engine": {"elapsed": self.elapsed, "budget": self.budget,
+                                     "worker_restarts": self.worker_restarts},
                           "algorithm": self.algorithm.state_dict()})
         for old in self.checkpoint_paths()[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
@@ -200,6 +204,7 @@ class Engine:
                 continue
             self.algorithm.load_state_dict(state["algorithm"])
             self.elapsed = float(state["engine"]["elapsed"])
+            self._restarts_before = int(state["engine"].get("worker_restarts", 0))
             self._truncate_metrics(self.algorithm.iteration)
             return path
         if self.run_dir is not None:  # nothing to resume from: start the run over

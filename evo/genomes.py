@@ -141,6 +141,18 @@ def new_seeds(n: int, generator: torch.Generator) -> list[int]:
     return torch.randint(0, MAX_SEED, (n,), generator=generator, dtype=torch.int64).tolist()
 
 
+class _SeededInit:
+    """``init_fn(seed)``: row 0 of ``init(1, generator seeded with seed)`` (picklable)."""
+
+    def __init__(self, init) -> None:
+        self.init = init
+
+    def __call__(self, seed: int) -> Tensor:
+        g = torch.Generator(device="cpu")
+        g.manual_seed(_check_seed(seed))
+        return self.init(1, g)[0]
+
+
 class ChainDecoder:
     """Rebuilds parameter vectors from seed chains, with an LRU cache of decoded chains.
 
@@ -191,13 +203,19 @@ class ChainDecoder:
     @classmethod
     def for_policy(cls, policy, cache_size: int | None = None) -> "ChainDecoder":
         """Decoder whose ``theta_0 = policy.init(1, Generator().manual_seed(s_0))[0]``."""
+        return cls.for_init(policy.num_params, policy.init, cache_size)
 
-        def init_fn(seed: int) -> Tensor:
-            g = torch.Generator(device="cpu")
-            g.manual_seed(_check_seed(seed))
-            return policy.init(1, g)[0]
+    @classmethod
+    def for_init(cls, num_params: int, init, cache_size: int | None = None) -> "ChainDecoder":
+        """Decoder whose ``theta_0 = init(1, Generator().manual_seed(s_0))[0]``, for any
+        ``init(n, generator) -> Tensor (n, D)`` (a policy's, or uniform genomes)."""
+        return cls(num_params, _SeededInit(init), cache_size=cache_size)
 
-        return cls(policy.num_params, init_fn, cache_size=cache_size)
+    def __getstate__(self) -> dict:
+        # Sent to worker processes: the cache (up to 256 MiB) and counters stay here.
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
 
     # -- the one arithmetic path -------------------------------------------------------------
 

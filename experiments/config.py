@@ -31,7 +31,9 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "budget": {"evaluations": 100_000},
     "seed": 0,
     "device": "cpu",
-    "workers": {"backend": "local", "count": 1, "address": None},
+    # threads: physics threads per worker (MuJoCo); timeout_s: a worker busy longer than this
+    # with its slice is replaced and the slice evaluated again (null: no limit).
+    "workers": {"backend": "local", "count": 1, "threads": 1, "address": None, "timeout_s": None},
     "log_every": 10,
     "checkpoint_every": 50,
 }
@@ -51,7 +53,7 @@ CHOICES = {
     "workers.backend": lambda v: v in ("local", "process", "ray"),
 }
 CHOICE_TEXT = {"device": "cpu, cuda, cuda:N", "workers.backend": "local, process, ray"}
-POSITIVE = {"batch_size", "budget.evaluations", "log_every", "workers.count"}
+POSITIVE = {"batch_size", "budget.evaluations", "log_every", "workers.count", "workers.threads"}
 NON_NEGATIVE = {"checkpoint_every", "seed"}
 
 
@@ -218,6 +220,11 @@ def _check_values(config: dict) -> None:
     for key in NON_NEGATIVE:
         if _get(config, key) < 0:
             raise ConfigError(f"{key}: must be >= 0, got {_get(config, key)!r}")
+    timeout = config["workers"]["timeout_s"]
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise ConfigError(f"workers.timeout_s: must be a number of seconds > 0 or null, "
+                          f"got {timeout!r}")
     for key, ok in CHOICES.items():
         if not ok(_get(config, key)):
             raise ConfigError(f"{key}: got {_get(config, key)!r}; accepted: {CHOICE_TEXT[key]}")

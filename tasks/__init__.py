@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from tasks.base import BatchedEnv, ControlTask, DirectTask, Evaluation, TaskBase, is_control_task
+from tasks.base import (BatchedEnv, ControlTask, DirectTask, Evaluation, TaskBase, Transitions,
+                        is_control_task)
 
 # name -> "module:Class"; imported lazily so that listing tasks stays cheap.
 TASKS: dict[str, str] = {
@@ -14,6 +15,7 @@ TASKS: dict[str, str] = {
     "arm": "tasks.functions:Arm",
     "hard_maze": "tasks.maze:HardMaze",
     "medium_maze": "tasks.maze:MediumMaze",
+    "gym": "tasks.gym_task:GymTask",
 }
 
 
@@ -48,6 +50,6 @@ def make_task(name: str, **params):
 
 
 __all__ = [
-    "TASKS", "BatchedEnv", "ControlTask", "DirectTask", "Evaluation", "TaskBase",
+    "TASKS", "BatchedEnv", "ControlTask", "DirectTask", "Evaluation", "TaskBase", "Transitions",
     "is_control_task", "make_task", "task_class", "task_defaults",
 ]

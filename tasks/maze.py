@@ -20,7 +20,9 @@ range); 4 pie-slice goal radars covering [315, 45), [45, 135), [135, 225), [225,
 from the heading, 1.0 for the slice that contains the direction to the goal.
 
 Fitness is minus the final distance to the goal (``fitness_offset = -300`` bounds it from below:
-no point inside either maze is 300 units from its goal). The descriptor is the final position
+no point inside either maze is 300 units from its goal). The per-step reward (for policy-gradient
+methods) is the decrease of the distance to the goal in that step: over an episode the rewards
+sum to the fitness minus its constant starting value. The descriptor is the final position
 scaled by the walls' bounding box to ``[0, 1]^2`` and clipped there.
 
 How it is computed: all robots x 4 sensor lines x W walls at once, as a few elementwise passes
@@ -119,7 +121,8 @@ class Maze(TaskBase):
         return (f"{type(self).__name__}(episode_length={self.episode_length}, "
                 f"goal_radius={self.goal_radius}, record_trajectory={self.record_trajectory})")
 
-    def make_env(self, batch_size: int, device: torch.device | str = "cpu") -> "MazeEnv":
+    def make_env(self, batch_size: int, device: torch.device | str = "cpu",
+                 threads: int = 1) -> "MazeEnv":
         """``batch_size`` robots stepped together on ``device``."""
         return MazeEnv(self, batch_size, device)
 
@@ -297,7 +300,7 @@ class MazeEnv:
         return self._obs_t.t().contiguous()
 
     @torch.no_grad()
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Advance every robot one step.
 
         Parameters
@@ -312,16 +315,22 @@ class MazeEnv:
         obs : Tensor (B, 11) float32
             A fresh tensor (safe to keep, e.g. in a replay buffer).
         reward : Tensor (B,) float32
-            Minus the distance to the goal after the step (a dense signal for RL; evolution
-            uses only the final value, through :meth:`outcome`).
-        done : Tensor (B,) bool
+            The decrease of the distance to the goal during this step, so that the rewards of
+            an episode sum to ``final fitness - initial fitness`` (the fitness up to the
+            constant start distance). 0 once the episode is over.
+        terminated : Tensor (B,) bool
+            Always False: the maze has no terminal state (reaching the goal does not stop the
+            robot, as in Lehman & Stanley).
+        truncated : Tensor (B,) bool
             False until ``episode_length`` steps have been taken, then True for every row.
         """
         B = self.batch_size
+        terminated = torch.zeros(B, dtype=torch.bool, device=self.device)
         if self.t >= self.episode_length:  # frozen: the episode is over for every row
-            return (self._obs_t.t().contiguous(), -self._distance,
+            return (self._obs_t.t().contiguous(), torch.zeros(B, device=self.device), terminated,
                     torch.ones(B, dtype=torch.bool, device=self.device))
         a = actions.to(self._pos).clamp(-1.0, 1.0)
+        before = self._distance.clone()
         step = torch.mul(self._cos_sin, a[:, 0], out=self._step).mul_(self.task.max_speed)
         proposed = torch.add(self._pos, step, out=self._proposed)
         self._collision_free(proposed, out=self._clear)
@@ -332,8 +341,9 @@ class MazeEnv:
         if self._trajectory is not None:
             self._trajectory[self.t] = self._pos
         self.t += 1
-        done = torch.full((B,), self.t >= self.episode_length, dtype=torch.bool, device=self.device)
-        return self._obs_t.t().contiguous(), -self._distance, done
+        truncated = torch.full((B,), self.t >= self.episode_length, dtype=torch.bool,
+                               device=self.device)
+        return self._obs_t.t().contiguous(), before.sub_(self._distance), terminated, truncated
 
     @torch.no_grad()
     def outcome(self) -> Evaluation:

@@ -90,7 +90,7 @@ def test_chain_genomes_decode_exactly_and_the_archive_stores_ids():
     assert elites["genomes"].shape == (len(ids), 0)
     # the table holds exactly what the archive and the population reference
     assert set(algo.chain_table) == set(ids.tolist()) | set(algo.parents) | {algo.elite}
-    policy = algo.evaluator.policy
+    policy = algo.evaluator.factory.policy
     chains = algo.chains(ids)
     assert max(len(c) for c in chains) >= 2
     expected = torch.stack([_by_hand(policy, c) for c in chains])

@@ -253,17 +253,45 @@ def test_batched_equals_one_by_one():
         assert torch.allclose(outcome.descriptors, batched.descriptors[i:i + 1], atol=1e-5)
 
 
-def test_reward_done_and_freeze():
+def test_rewards_sum_to_the_fitness_gain_and_ended_rows_freeze():
     task = MediumMaze(episode_length=5)
     env = task.make_env(2)
     env.reset(torch.arange(2))
+    start_fitness = env.outcome().fitness
+    total = torch.zeros(2)
     for k in range(5):
-        _, reward, done = env.step(torch.tensor([[1.0, 0.5], [0.5, -1.0]]))
-        assert done.dtype == torch.bool and done.tolist() == [k == 4] * 2
-        assert torch.allclose(reward, env.outcome().fitness)
+        _, reward, terminated, truncated = env.step(torch.tensor([[1.0, 0.5], [0.5, -1.0]]))
+        assert truncated.dtype == torch.bool and truncated.tolist() == [k == 4] * 2
+        assert not terminated.any()  # the maze has no terminal state
+        total += reward
+    assert torch.allclose(total, env.outcome().fitness - start_fitness, atol=1e-4)
+    assert (total > 0).all()  # both robots got closer to the goal
     frozen = env.positions
-    obs, _, done = env.step(torch.ones(2, 2))
-    assert done.all() and torch.equal(env.positions, frozen)
+    obs, reward, terminated, truncated = env.step(torch.ones(2, 2))
+    assert truncated.all() and torch.equal(env.positions, frozen) and not reward.any()
+
+
+def test_rollout_records_transitions_only_when_asked():
+    task = MediumMaze(episode_length=7)
+    policy = MLPPolicy(task.obs_dim, task.action_dim)
+    params = policy.init(3, torch.Generator().manual_seed(0))
+    plain = rollout(policy.bind(params), task.make_env(3), 7, torch.zeros(3))
+    assert plain.transitions is None
+    ev = rollout(policy.bind(params), task.make_env(3), 7, torch.zeros(3), transitions=True)
+    tr = ev.transitions
+    assert torch.equal(ev.fitness, plain.fitness)
+    assert len(tr) == 3 * 7 and tr.valid.all() and tr.obs.dtype == torch.float32
+    assert tr.genome.tolist() == [g for g in range(3) for _ in range(7)]
+    # genome-major rows: next_obs of a step is the obs of the next step
+    assert torch.equal(tr.next_obs[0:6], tr.obs[1:7])
+    assert tr.truncated.view(3, 7)[:, -1].all() and not tr.truncated.view(3, 7)[:, :-1].any()
+    assert torch.equal(tr.descriptor, ev.descriptors.repeat_interleave(7, dim=0))
+    # the recorded actions are the policy's own, and rewards sum to the fitness gain
+    assert torch.allclose(policy.bind(params[:1].expand(7, -1))(tr.obs[:7]), tr.action[:7])
+    start = task.make_env(3)
+    start.reset(torch.zeros(3))
+    gain = ev.fitness - start.outcome().fitness
+    assert torch.allclose(tr.reward.view(3, 7).sum(1), gain, atol=1e-4)
 
 
 # -- goal and the deceptive trap -----------------------------------------------------------------
