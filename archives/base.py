@@ -93,9 +93,6 @@ class Archive:
         status[keep] = torch.from_numpy(np.asarray(info["status"], dtype=np.int8))
         return status
 
-    def clear(self) -> None:
-        self.ribs.clear()
-
     # -- reading -------------------------------------------------------------------------
     def occupied_indices(self) -> np.ndarray:
         """Cell indices of the elites in ribs' insertion order (a read-only view).

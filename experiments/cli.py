@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,13 +33,28 @@ def _fresh_dir(base: Path) -> Path:
     return Path(f"{base}_{i}")
 
 
+# Errors about the input name the key first ("workers.count: must be >= 1, got 0",
+# "policy.hidden=[0] must be ..."); any other exception is a bug and keeps its traceback.
+_NAMES_A_KEY = re.compile(r"^(--)?[a-z_][a-z0-9_]*(\.[a-z0-9_/]+)*(:|=)")
+
+
+def input_error(exc: BaseException) -> UsageError | None:
+    """The one-line usage error that ``exc`` stands for, or None if it is not about the input."""
+    if isinstance(exc, ValueError) and _NAMES_A_KEY.match(str(exc)):
+        return UsageError(str(exc).splitlines()[0])
+    return None
+
+
 def _build(config: dict, run_dir: Path, progress):
     from evo.build import build_run
 
     try:
         return build_run(config, run_dir, progress=progress)
-    except (ValueError, TypeError) as exc:  # construction-time problems are the config's
-        raise UsageError(str(exc).splitlines()[0]) from None
+    except ValueError as exc:
+        usage = input_error(exc)
+        if usage is None:
+            raise
+        raise usage from None
 
 
 def _finish(engine, run_dir: Path) -> None:
@@ -133,7 +149,10 @@ def cmd_eval(args) -> int:
     try:
         result = evaluate_run(_run_dir(args.dir), args.repeats)
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        usage = input_error(exc)
+        if usage is None:
+            raise
+        raise usage from None
     print(json.dumps(result))
     return 0
 
@@ -188,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except (ConfigError, UsageError) as exc:
         return _fail(str(exc))
+    except Exception as exc:
+        from archives import StateFileError
+
+        if isinstance(exc, StateFileError):  # a damaged run file: its message names it
+            return _fail(str(exc).splitlines()[0])
+        raise
     except KeyboardInterrupt:
         print("neuroqd: interrupted; continue with `neuroqd resume DIR`", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from archives import ARCHIVE_KINDS
-from evo.algorithms import ALGORITHMS, algorithm_defaults
+from evo.algorithms import ALGORITHMS, algorithm_class, algorithm_defaults
 from tasks import TASKS, task_class, task_defaults
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -163,6 +163,12 @@ def resolve(raw: dict, overrides: list[str] = (), **flags: Any) -> dict:
     config = merge(defaults, raw)
     _check_types(config, defaults, "")
     _check_values(config)
+    resolve_section = getattr(algorithm_class(algorithm), "resolve_section", None)
+    if resolve_section is not None:
+        try:
+            config[algorithm] = resolve_section(config[algorithm])
+        except ValueError as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from None
     return config
 
 

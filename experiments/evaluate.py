@@ -26,7 +26,7 @@ def evaluate_run(run_dir: Path, repeats: int = 1) -> dict:
     config = resolve(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
     archive = load_run_archive(Path(run_dir))
     if archive.extra_fields:
-        raise ValueError(f"{run_dir}: this archive stores genome ids ({archive.extra_fields}), "
+        raise ValueError(f"DIR: {run_dir} stores genome ids ({archive.extra_fields}), "
                          "not parameters; re-evaluation of seed-chain archives is not supported")
     task = build_task(config)
     policy = build_policy(config, task)

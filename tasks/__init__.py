@@ -15,6 +15,14 @@ TASKS: dict[str, str] = {
     "arm": "tasks.functions:Arm",
     "hard_maze": "tasks.maze:HardMaze",
     "medium_maze": "tasks.maze:MediumMaze",
+    "ant_omni": "tasks.locomotion:AntOmni",
+    "anttrap_omni": "tasks.locomotion:AntTrapOmni",
+    "humanoid_omni": "tasks.locomotion:HumanoidOmni",
+    "ant_uni": "tasks.locomotion:AntUni",
+    "walker2d_uni": "tasks.locomotion:Walker2dUni",
+    "halfcheetah_uni": "tasks.locomotion:HalfCheetahUni",
+    "hopper_uni": "tasks.locomotion:HopperUni",
+    "humanoid_uni": "tasks.locomotion:HumanoidUni",
     "gym": "tasks.gym_task:GymTask",
 }
 

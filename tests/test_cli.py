@@ -56,12 +56,54 @@ def test_list_shows_configs(capsys):
     (["run", "me_arm", "--set", "map_elites.emitters.3.type=x"], "map_elites.emitters.3: index"),
     (["run", "me_arm", "--device", "tpu"], "device: got 'tpu'"),
     (["resume", "/nonexistent"], "is not a run directory"),
+    (["run", "me_arm", "--set", "workers.threads=0"], "workers.threads: must be >= 1"),
+    (["run", "me_arm", "--set", "workers.timeout_s=-3"], "workers.timeout_s: must be a number"),
+    (["run", "me_arm", "--set", "map_elites.emitters.0.iso_sigma=-1"],
+     "map_elites.emitters.iso_sigma/line_sigma: must be >= 0"),
+    (["run", "me_arm", "--set", "map_elites.emitters.0.sigma=1"],
+     "map_elites.emitters: unknown parameter 'sigma' for 'isoline'"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_config_yaml_records_every_emitter_parameter(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "me_arm", "--out", str(out), *SMALL, "--set",
+                 "map_elites.emitters=[{type: gaussian, proportion: 0.5}, {type: isoline}]"]) == 0
+    emitters = yaml.safe_load((out / "config.yaml").read_text())["map_elites"]["emitters"]
+    assert emitters == [{"type": "gaussian", "proportion": 0.5, "sigma": 0.1},
+                        {"type": "isoline", "proportion": 1.0, "iso_sigma": 0.005,
+                         "line_sigma": 0.05}]
+
+
+def test_eval_of_a_damaged_archive_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "me_arm", "--out", str(out), *SMALL]) == 0
+    data = (out / "archive.npz").read_bytes()
+    (out / "archive.npz").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "archive.npz" in err, err
+
+
+def test_a_programming_error_while_building_keeps_its_traceback(monkeypatch, tmp_path):
+    import evo.build
+
+    def broken(*args, **kwargs):
+        raise ValueError("too many values to unpack (expected 3)")  # names no key of ours
+
+    monkeypatch.setattr(evo.build, "build_run", broken)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="too many values"):
+        main(["run", "me_arm", *SMALL])
+    monkeypatch.setattr(evo.build, "build_run", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["run", "me_arm", *SMALL])
 
 
 def test_bad_input_from_the_console_script_has_no_traceback(tmp_path):

@@ -12,6 +12,15 @@ from archives import Archive
 from tasks import Evaluation
 
 
+def keyword_defaults(fn, skip: set[str] | frozenset = frozenset()) -> dict[str, Any]:
+    """``fn``'s parameters that have defaults, with those defaults (the config layer reads
+    defaults from signatures so that each is written once)."""
+    import inspect
+
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+            if p.name not in skip and p.default is not inspect.Parameter.empty}
+
+
 def generator_for(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))

@@ -79,14 +79,17 @@ class DeepGA(Algorithm):
     truncation : int
         T, the number of parents (>= 1; capped at N).
     sigma : float
-        Mutation strength: theta' = theta + sigma * N(0, I).
+        Mutation strength: theta' = theta + sigma * N(0, I). 0.1 measured best for the 11-16-2
+        maze MLP (hard maze coverage 0.19 vs 0.12 at 0.01); Such et al. used 0.002-0.005 on
+        networks with millions of weights.
     genome : {"flat", "chain"}
     elite_candidates : int
         Candidates re-evaluated for the elite: the previous elite and the top
         ``elite_candidates - 1`` offspring (at least one).
     elite_reevaluations : int
-        Extra episodes per candidate; 0 picks the best of the population without
-        re-evaluation (deterministic tasks).
+        Extra episodes per candidate; 0 (the default, for deterministic tasks: mazes, arm,
+        functions, locomotion without reset noise) picks the best of the population without
+        re-evaluation.
     num_params : int or None
         D, used to report the chain compression ratio (chain genomes).
     decoder : evo.genomes.ChainDecoder or None
@@ -97,7 +100,7 @@ class DeepGA(Algorithm):
     name = "deep_ga"
 
     def __init__(self, task: Any, evaluator, archive, batch_size: int, init=None, bounds=None,
-                 truncation: int = 20, sigma: float = 0.005, genome: str = "flat",
+                 truncation: int = 20, sigma: float = 0.1, genome: str = "flat",
                  elite_candidates: int = 10, elite_reevaluations: int = 0,
                  num_params: int | None = None, decoder=None, seed: int = 0,
                  device="cpu") -> None:
@@ -288,12 +291,6 @@ class DeepGA(Algorithm):
         if self.decoder is None:
             raise ValueError("deep_ga: decode() needs the in-process chain decoder")
         return self.decoder.decode_batch(self.chains(ids))
-
-    def population(self) -> Tensor | list[SeedChain]:
-        """The parents (best first) as genomes: a tensor (flat) or seed chains."""
-        if self.parents is None:
-            return [] if self.genome == "chain" else torch.empty(0)
-        return self.chains(self.parents) if self.genome == "chain" else self.parents
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()

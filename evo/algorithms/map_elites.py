@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from evo.algorithms.base import Algorithm
+from evo.algorithms.base import Algorithm, keyword_defaults
 from evo.operators import gaussian_mutation, isoline_variation
 from tasks import Evaluation
 
@@ -20,7 +20,7 @@ class IsoLineEmitter:
 
     def __init__(self, iso_sigma: float = 0.005, line_sigma: float = 0.05) -> None:
         if iso_sigma < 0 or line_sigma < 0:
-            raise ValueError(f"isoline emitter: iso_sigma and line_sigma must be >= 0, "
+            raise ValueError(f"map_elites.emitters.iso_sigma/line_sigma: must be >= 0, "
                              f"got {iso_sigma}, {line_sigma}")
         self.iso_sigma, self.line_sigma = float(iso_sigma), float(line_sigma)
 
@@ -35,7 +35,7 @@ class GaussianEmitter:
 
     def __init__(self, sigma: float = 0.1) -> None:
         if sigma < 0:
-            raise ValueError(f"gaussian emitter: sigma must be >= 0, got {sigma}")
+            raise ValueError(f"map_elites.emitters.sigma: must be >= 0, got {sigma}")
         self.sigma = float(sigma)
 
     def ask(self, archive, n: int, generator: torch.Generator, bounds, device) -> Tensor:
@@ -46,20 +46,26 @@ class GaussianEmitter:
 EMITTERS = {"isoline": IsoLineEmitter, "gaussian": GaussianEmitter}
 
 
-def make_emitter(spec: dict):
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    spec.pop("proportion", None)
+def complete_emitter_spec(spec: dict) -> dict:
+    """``spec`` with every parameter of its emitter filled in from the emitter's signature
+    (what ``config.yaml`` records); an unknown type or parameter raises a one-line error."""
+    kind = spec.get("type")
     if kind not in EMITTERS:
         raise ValueError(f"map_elites.emitters.type: unknown emitter {kind!r}; accepted: "
                          f"{', '.join(EMITTERS)}")
-    try:
-        return EMITTERS[kind](**spec)
-    except TypeError:
-        import inspect
-        accepted = [p for p in inspect.signature(EMITTERS[kind]).parameters]
-        raise ValueError(f"map_elites.emitters: bad parameters {sorted(spec)} for {kind!r}; "
-                         f"accepted: type, proportion, {', '.join(accepted)}") from None
+    accepted = keyword_defaults(EMITTERS[kind].__init__)
+    for key in spec:
+        if key not in accepted and key not in ("type", "proportion"):
+            raise ValueError(f"map_elites.emitters: unknown parameter {key!r} for {kind!r}; "
+                             f"accepted: type, proportion, {', '.join(accepted)}")
+    return {"type": kind, "proportion": 1.0, **accepted, **spec}
+
+
+def make_emitter(spec: dict):
+    spec = complete_emitter_spec(spec)
+    kind = spec.pop("type")
+    spec.pop("proportion")
+    return EMITTERS[kind](**spec)
 
 
 def split_batch(batch_size: int, proportions: list[float]) -> list[int]:
@@ -82,26 +88,35 @@ class MapElites(Algorithm):
     Parameters
     ----------
     emitters : list of dict
-        Each ``{"type": "isoline" | "gaussian", "proportion": p, ...params}``.
-    initial_population : int or None
-        Size of the random first batch (defaults to ``batch_size``): uniform within the
-        genome bounds for direct tasks, the policy's initialiser for control tasks.
+        Each ``{"type": "isoline" | "gaussian", "proportion": p, ...params}``; missing
+        parameters take the emitter's defaults. Default: iso+line alone.
     init : callable (n, generator) -> Tensor (n, D)
-        How random genomes are drawn.
+        How random genomes are drawn for the first batch (``batch_size`` of them): uniform
+        within the genome bounds for direct tasks, the policy's initialiser for control tasks.
     bounds : (low, high) or None
         Genome bounds that variation clips to.
     """
 
     name = "map_elites"
+    CONFIG_DEFAULTS = {"emitters": [complete_emitter_spec({"type": "isoline"})]}
 
     def __init__(self, task: Any, evaluator, archive, batch_size: int, init, bounds=None,
                  emitters: list[dict] | None = None, seed: int = 0, device="cpu") -> None:
         super().__init__(task, evaluator, archive, batch_size, seed, device)
-        emitters = emitters or [{"type": "isoline", "proportion": 1.0}]
+        emitters = [complete_emitter_spec(e) for e in (emitters or [{"type": "isoline"}])]
         self.emitters = [make_emitter(e) for e in emitters]
-        self.shares = split_batch(self.batch_size, [float(e.get("proportion", 1.0)) for e in emitters])
+        self.shares = split_batch(self.batch_size, [float(e["proportion"]) for e in emitters])
         self.init = init
         self.bounds = bounds
+
+    @staticmethod
+    def resolve_section(section: dict) -> dict:
+        """The config section with every emitter parameter filled in (``config.yaml``)."""
+        emitters = section.get("emitters")
+        if not isinstance(emitters, list) or not all(isinstance(e, dict) for e in emitters):
+            raise ValueError(f"map_elites.emitters: expected a list of mappings like "
+                             f"[{{type: isoline, proportion: 1.0}}], got {emitters!r}")
+        return {**section, "emitters": [complete_emitter_spec(e) for e in emitters]}
 
     @classmethod
     def from_config(cls, config: dict, task: Any, policy: Any = None) -> "MapElites":
