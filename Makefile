@@ -19,11 +19,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/neuroqd run me_arm
 
+# NEUROQD_STRICT_SKIPS=1: a test skipped for a missing package fails (only "needs CUDA" may skip).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	NEUROQD_STRICT_SKIPS=1 $(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ''
+	NEUROQD_STRICT_SKIPS=1 $(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/bench_me_arm.py

@@ -9,6 +9,7 @@ replaced, and its slice evaluated again.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from typing import Sequence
@@ -34,6 +35,19 @@ class _Actor:
 
     def evaluate(self, genomes, seeds, transitions):
         return evaluate_arrays(self.worker, genomes, seeds, transitions)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in a second, not after Ray's minute of retries, when nothing listens there."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():
+        return  # ray://, "auto" and the like: Ray's own checks apply
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(f"workers.address: nothing answers at {address} ({exc.strerror or exc}); "
+                         f"accepted: the address of a running cluster (ray start --head), or "
+                         f"null for a local instance") from None
 
 
 def ray_module():
@@ -83,6 +97,7 @@ class RayEvaluator:
         self._payload = pickled_factory(factory)
         if not ray.is_initialized():
             if address:
+                _check_reachable(address)
                 kwargs = {"address": address}
             else:
                 path = os.pathsep.join(p for p in sys.path if p)
