@@ -82,9 +82,10 @@ def cmd_list(args) -> int:
     print("algorithms: " + ", ".join(sorted(ALGORITHMS)))
     print("tasks:      " + ", ".join(sorted(TASKS)))
     print("configs:")
+    width = max(len(n) for n in shipped_configs())
     for name in shipped_configs():
         raw = load_raw(name)
-        print(f"  {name:<18} {raw.get('algorithm', '?')} on {raw.get('task', {}).get('name', '?')}"
+        print(f"  {name:<{width}} {raw.get('algorithm', '?')} on {raw.get('task', {}).get('name', '?')}"
               f"  ({raw.get('budget', {}).get('evaluations', '?')} evaluations)")
     return 0
 

@@ -2,16 +2,14 @@
 with exit code 2 and one line."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from experiments.cli import main
+from run_helpers import sigkill_then_resume
 
 SMALL = ["--set", "budget.evaluations=2048", "--set", "batch_size=256", "--quiet"]
 
@@ -114,37 +112,9 @@ def test_bad_input_from_the_console_script_has_no_traceback(tmp_path):
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    args = ["run", "me_arm", "--set", "budget.evaluations=163840", "--set", "batch_size=256",
-            "--set", "checkpoint_every=20", "--set", "log_every=5", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "experiments.cli"]
-    subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], check=True, env=env,
-                   capture_output=True)
-    proc = subprocess.Popen(cmd + args + ["--out", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = tmp_path / "killed" / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(ckpts.glob("ckpt_*.npz"))) < 2:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists(), "run ended before the kill"
-    subprocess.run(cmd + ["resume", str(tmp_path / "killed"), "--quiet"], check=True, env=env,
-                   capture_output=True)
-
-    def result(d):
-        s = json.loads((d / "summary.json").read_text())
-        s.pop("time_s")
-        lines = (d / "metrics.csv").read_text().splitlines()
-        metrics = [",".join(r.split(",")[:5]) for r in lines]  # all columns before time_s
-        return s, metrics
-
-    assert result(tmp_path / "full") == result(tmp_path / "killed")
-    from archives import load_archive
-
-    a = load_archive(tmp_path / "full" / "archive.npz").elites()
-    b = load_archive(tmp_path / "killed" / "archive.npz").elites()
-    assert all((a[k] == b[k]).all() for k in a)
+    sigkill_then_resume(tmp_path, ["me_arm", "--set", "budget.evaluations=163840", "--set",
+                                   "batch_size=256", "--set", "checkpoint_every=20", "--set",
+                                   "log_every=5"])
 
 
 def test_compare_plots_median_and_iqr(tmp_path):

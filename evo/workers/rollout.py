@@ -62,7 +62,6 @@ def rollout(forward: Callable[[Tensor], Tensor], env: BatchedEnv, episode_length
     all_finite = torch.ones(B, dtype=torch.bool, device=device)
     record = _Recorder(B, T, obs) if transitions else None
     check_every = 1 if env_device.type == "cpu" and device.type == "cpu" else _DONE_CHECK_EVERY_OFF_CPU
-    steps = 0
     for t in range(T):
         actions = forward(obs.to(device, non_blocking=True))
         all_finite.logical_and_(torch.isfinite(actions).all(dim=1))
@@ -72,35 +71,37 @@ def rollout(forward: Callable[[Tensor], Tensor], env: BatchedEnv, episode_length
             record.step(t, actions, reward, next_obs, terminated, truncated, alive)
         alive = alive & ~(terminated | truncated)
         obs = next_obs
-        steps = t + 1
-        if steps % check_every == 0 and not bool(alive.any()):
+        if (t + 1) % check_every == 0 and not bool(alive.any()):
             break
     evaluation = env.outcome()
     failed = evaluation.failed | ~all_finite.to(evaluation.failed.device)
     return Evaluation(evaluation.fitness, evaluation.descriptors, failed, evaluation.info,
-                      None if record is None else record.finish(steps, evaluation.descriptors))
+                      None if record is None else record.finish(evaluation.descriptors))
 
 
 class _Recorder:
     """Time-major buffers of one episode, turned into genome-major ``Transitions`` at the end.
 
     Observations are kept once, ``(T + 1, B, obs_dim)``: ``obs`` and ``next_obs`` of a step are
-    two rows of it, so each step costs one copy of the new observation.
+    two rows of it, so each step costs one copy of the new observation. Every genome gets T rows,
+    and every row after its episode ended is zeros marked invalid, whatever the frozen
+    environment reported there and whenever the loop stopped: a genome's transitions do not
+    depend on which batch or slice it was evaluated in.
     """
 
     def __init__(self, B: int, T: int, obs0: Tensor) -> None:
         kw = {"device": obs0.device}
-        self.obs = torch.empty((T + 1, B, obs0.shape[1]), dtype=torch.float32, **kw)
+        self.obs = torch.zeros((T + 1, B, obs0.shape[1]), dtype=torch.float32, **kw)
         self.obs[0] = obs0
         self.action: Tensor | None = None  # allocated at the first step (action_dim from it)
-        self.reward = torch.empty((T, B), dtype=torch.float32, **kw)
-        self.terminated = torch.empty((T, B), dtype=torch.bool, **kw)
-        self.truncated = torch.empty((T, B), dtype=torch.bool, **kw)
-        self.valid = torch.empty((T, B), dtype=torch.bool, **kw)
+        self.reward = torch.zeros((T, B), dtype=torch.float32, **kw)
+        self.terminated = torch.zeros((T, B), dtype=torch.bool, **kw)
+        self.truncated = torch.zeros((T, B), dtype=torch.bool, **kw)
+        self.valid = torch.zeros((T, B), dtype=torch.bool, **kw)
 
     def step(self, t, action, reward, next_obs, terminated, truncated, alive) -> None:
         if self.action is None:
-            self.action = torch.empty((self.reward.shape[0], *action.shape), dtype=torch.float32,
+            self.action = torch.zeros((self.reward.shape[0], *action.shape), dtype=torch.float32,
                                       device=self.reward.device)
         self.obs[t + 1] = next_obs
         self.action[t] = action
@@ -109,15 +110,19 @@ class _Recorder:
         self.truncated[t] = truncated
         self.valid[t] = alive
 
-    def finish(self, steps: int, descriptors: Tensor) -> Transitions:
-        B = self.reward.shape[1]
+    def finish(self, descriptors: Tensor) -> Transitions:
+        T, B = self.reward.shape
 
-        def flat(x: Tensor) -> Tensor:  # (steps, B, ...) -> (B * steps, ...), genome-major
-            return x[:steps].transpose(0, 1).reshape(B * steps, *x.shape[2:])
+        def flat(x: Tensor) -> Tensor:  # (T, B, ...) -> (B * T, ...), genome-major, a copy
+            return x.transpose(0, 1).reshape(B * T, *x.shape[2:])
 
-        genome = torch.arange(B, device=self.reward.device).repeat_interleave(steps)
-        return Transitions(
-            obs=flat(self.obs[:-1]), action=flat(self.action), reward=flat(self.reward),
-            next_obs=flat(self.obs[1:]), terminated=flat(self.terminated),
-            truncated=flat(self.truncated), valid=flat(self.valid), genome=genome,
-            descriptor=descriptors.to(self.reward.device, torch.float32)[genome])
+        valid = flat(self.valid)
+        fields = {"obs": flat(self.obs[:-1]), "action": flat(self.action),
+                  "reward": flat(self.reward), "next_obs": flat(self.obs[1:]),
+                  "terminated": flat(self.terminated), "truncated": flat(self.truncated)}
+        padding = ~valid
+        for x in fields.values():
+            x[padding] = 0
+        genome = torch.arange(B, device=valid.device).repeat_interleave(T)
+        return Transitions(**fields, valid=valid, genome=genome,
+                           descriptor=descriptors.to(valid.device, torch.float32)[genome])
