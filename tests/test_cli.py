@@ -60,6 +60,16 @@ def test_list_shows_configs(capsys):
      "map_elites.emitters.iso_sigma/line_sigma: must be >= 0"),
     (["run", "me_arm", "--set", "map_elites.emitters.0.sigma=1"],
      "map_elites.emitters: unknown parameter 'sigma' for 'isoline'"),
+    (["run", "me_gym_pendulum", "--set", "task.env_id=Pendulm-v1"],
+     "task.env_id: 'Pendulm-v1' is not registered in Gymnasium"),
+    (["run", "me_gym_pendulum", "--set", "task.descriptor=nowhere.at_all:f"],
+     "task.descriptor: cannot import module 'nowhere.at_all'"),
+    (["run", "me_gym_pendulum", "--set", "task.descriptor_bounds=[[0, 1]]", "--set",
+      "task.descriptor_names=[x]"],
+     "task.descriptor: experiments.examples.gym_descriptors:pendulum_upright_and_spin returned shape"),
+    (["run", "me_ant_omni", "--set", "task.episode_length=0"], "task.episode_length"),
+    (["run", "me_ant_omni", "--set", "workers.address=127.0.0.1:1", "--backend", "ray"],
+     "workers.address: nothing answers at 127.0.0.1:1"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
