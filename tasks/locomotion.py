@@ -82,6 +82,20 @@ def gymnasium_asset(xml_file: str) -> str:
     return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", xml_file)
 
 
+def require_physics(task_name: str) -> None:
+    """A one-line error naming what to install when MuJoCo (with ``mujoco.batch``) or
+    Gymnasium (the model files) cannot be imported."""
+    try:
+        import gymnasium  # noqa: F401
+        import mujoco
+        import mujoco.batch  # noqa: F401  (MuJoCo >= 4.0)
+    except ImportError as exc:
+        raise ValueError(f"task.name: {task_name!r} needs mujoco >= 4.0 (mujoco.batch) and "
+                         f"gymnasium >= 1.0 ({exc}); install them with pip install 'mujoco>=4.0' "
+                         f"'gymnasium[mujoco]>=1.0', or pick a task without physics: arm, "
+                         f"hard_maze, medium_maze, rastrigin, sphere") from None
+
+
 class Locomotion(TaskBase):
     """A QD locomotion task: one Gymnasium v5 MuJoCo robot, a reward, a descriptor.
 
@@ -158,6 +172,7 @@ class Locomotion(TaskBase):
         self.reset_noise_scale = float(reset_noise_scale)
         self.fitness_offset = -self.reward_offset * self.episode_length
         self._model = None  # the compiled MjModel, built once on first use
+        require_physics(self.name)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(episode_length={self.episode_length}, "

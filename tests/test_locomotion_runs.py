@@ -81,3 +81,19 @@ def test_me_ant_omni_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
                                    "budget.evaluations=192", "--set", "task.episode_length=60",
                                    "--set", "checkpoint_every=2", "--set", "log_every=1",
                                    "--set", "policy.hidden=[16]"], checkpoints=2)
+
+
+def test_missing_mujoco_is_a_one_line_error_naming_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    # A sitecustomize that hides mujoco.batch, as on MuJoCo < 4.0.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['mujoco.batch'] = None\n")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "run", "me_ant_omni",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "task.name: 'ant_omni' needs mujoco >= 4.0" in lines[0], lines

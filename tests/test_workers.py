@@ -162,3 +162,21 @@ def test_a_killed_ray_actor_is_replaced():
         assert _equal(got, expected)
     finally:
         ev.close()
+
+
+def test_a_worker_builds_its_environments_once_and_reuses_them():
+    from evo.policies import MLPPolicy
+    from tasks import make_task
+
+    task = make_task("ant_omni", episode_length=5)
+    policy = MLPPolicy(task.obs_dim, task.action_dim, hidden=(4,))
+    built = []
+    make_env = task.make_env
+    task.make_env = lambda *a, **k: built.append(a[0]) or make_env(*a, **k)
+    worker = WorkerFactory(task, policy, threads=2)()
+    params = policy.init(8, torch.Generator().manual_seed(0))
+    first = worker.evaluate(params, torch.arange(8))
+    for n in (8, 5, 8, 5):
+        worker.evaluate(params[:n], torch.arange(n))
+    assert built == [8, 5]  # one environment per batch size, the model compiled once
+    assert _equal(worker.evaluate(params, torch.arange(8)), first)  # reuse changes nothing
