@@ -26,7 +26,14 @@ class StateFileError(Exception):
 
 def _flatten(tree, prefix: str, arrays: dict, path: str):
     if isinstance(tree, dict):
-        return {"dict": {k: _flatten(v, f"{prefix}{k}/", arrays, path) for k, v in tree.items()}}
+        # Keys keep their type (optimiser states are keyed by int), so a dict is stored as
+        # [key, value] pairs rather than as a JSON object, whose keys would all become strings.
+        items = []
+        for k, v in tree.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise TypeError(f"{path}: only str and int dict keys can be saved, got {k!r}")
+            items.append([k, _flatten(v, f"{prefix}{k}/", arrays, path)])
+        return {"items": items}
     if isinstance(tree, torch.Tensor):
         arrays[prefix] = tree.detach().cpu().numpy()
         return {"tensor": prefix}
@@ -37,16 +44,22 @@ def _flatten(tree, prefix: str, arrays: dict, path: str):
         return {"array": prefix}
     if isinstance(tree, (np.generic,)):
         return {"value": tree.item()}
-    if isinstance(tree, (list, tuple)) and any(isinstance(v, (dict, np.ndarray, torch.Tensor))
-                                               for v in tree):
+    if isinstance(tree, tuple):
+        return {"tuple": [_flatten(v, f"{prefix}{i}/", arrays, path) for i, v in enumerate(tree)]}
+    if isinstance(tree, list) and any(isinstance(v, (dict, tuple, np.ndarray, torch.Tensor))
+                                      for v in tree):
         return {"list": [_flatten(v, f"{prefix}{i}/", arrays, path) for i, v in enumerate(tree)]}
     json.dumps(tree)  # raises TypeError for anything JSON cannot hold
     return {"value": tree}
 
 
 def _unflatten(node, arrays):
-    if "dict" in node:
+    if "items" in node:
+        return {k: _unflatten(v, arrays) for k, v in node["items"]}
+    if "dict" in node:  # files written before keys kept their type
         return {k: _unflatten(v, arrays) for k, v in node["dict"].items()}
+    if "tuple" in node:
+        return tuple(_unflatten(v, arrays) for v in node["tuple"])
     if "list" in node:
         return [_unflatten(v, arrays) for v in node["list"]]
     if "tensor" in node:

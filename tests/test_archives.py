@@ -92,3 +92,36 @@ def test_heatmap_is_written(tmp_path):
         a = filled(kind, **spec)
         plot_heatmap(a, tmp_path / f"{kind}.png", title="t")
         assert (tmp_path / f"{kind}.png").stat().st_size > 5000
+
+
+def test_optimiser_states_round_trip_exactly_with_integer_keys(tmp_path):
+    import torch
+
+    from archives import load_state, save_state
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(8, 3, generator=torch.Generator().manual_seed(0))).sum().backward()
+        opt.step()
+    state = opt.state_dict()
+    save_state(tmp_path / "opt.npz", {"optimiser": state, "mixed": {1: "a", "1": "b"}})
+    loaded = load_state(tmp_path / "opt.npz")
+    assert loaded["mixed"] == {1: "a", "1": "b"}
+    back = loaded["optimiser"]
+    assert set(back["state"]) == set(state["state"]) == {0, 1, 2, 3}
+    assert back["param_groups"] == state["param_groups"]  # betas stay a tuple
+    for k in state["state"]:
+        for name, value in state["state"][k].items():
+            assert torch.equal(back["state"][k][name], value), (k, name)
+    # a fresh optimiser loaded from the file continues exactly like the original
+    net2 = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    net2.load_state_dict(net.state_dict())
+    opt2 = torch.optim.Adam(net2.parameters())
+    opt2.load_state_dict(back)
+    for o, n in ((opt, net), (opt2, net2)):
+        o.zero_grad()
+        n(torch.ones(2, 3)).sum().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), net2.parameters()))
