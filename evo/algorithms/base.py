@@ -76,16 +76,20 @@ class Algorithm:
         self.iteration += 1
         return stats
 
-    def evaluate(self, genomes: Tensor | Sequence) -> Evaluation:
+    def evaluate(self, genomes: Tensor | Sequence, transitions: bool = False) -> Evaluation:
         """Evaluate a batch and count it against the budget.
 
         Each genome gets its own seed, derived from the run seed and its evaluation number,
-        so results do not depend on batching, workers or resumption.
+        so results do not depend on batching, workers or resumption. ``transitions`` asks the
+        evaluator for every step of every episode as well (control tasks).
         """
         n = len(genomes)
         seeds = torch.arange(self.evaluations, self.evaluations + n, dtype=torch.int64)
         seeds += (self.seed % 2**31) * 2**32
-        evaluation = self.evaluator(genomes, seeds)
+        if transitions:
+            evaluation = self.evaluator(genomes, seeds, transitions=True)
+        else:  # evaluators written for direct tasks need not know the keyword
+            evaluation = self.evaluator(genomes, seeds)
         solved = evaluation.info.get("solved")
         if solved is not None and self.evaluations_to_solve is None:
             hits = (solved.bool() & ~evaluation.failed).nonzero()

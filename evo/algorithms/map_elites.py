@@ -1,6 +1,6 @@
 """MAP-Elites with composable emitters (Mouret & Clune 2015; iso+line of Vassiliades &
 Mouret 2018). A batch is cut into emitter shares in set proportions, as QDax's mixing
-emitter and pyribs' scheduler do.
+emitter and pyribs' scheduler do; emitters (``evo.algorithms.emitters``) carry their own state.
 """
 
 from __future__ import annotations
@@ -10,76 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from evo.algorithms.base import Algorithm, keyword_defaults
-from evo.operators import gaussian_mutation, isoline_variation
+from evo.algorithms.base import Algorithm
+from evo.algorithms.emitters import (EmitterContext, complete_emitter_spec, make_emitter,
+                                     split_batch)
 from tasks import Evaluation
-
-
-class IsoLineEmitter:
-    """Offspring by iso+line variation of two elites drawn uniformly from the archive."""
-
-    def __init__(self, iso_sigma: float = 0.005, line_sigma: float = 0.05) -> None:
-        if iso_sigma < 0 or line_sigma < 0:
-            raise ValueError(f"map_elites.emitters.iso_sigma/line_sigma: must be >= 0, "
-                             f"got {iso_sigma}, {line_sigma}")
-        self.iso_sigma, self.line_sigma = float(iso_sigma), float(line_sigma)
-
-    def ask(self, archive, n: int, generator: torch.Generator, bounds, device) -> Tensor:
-        parents = archive.sample(2 * n, generator).to(device)
-        return isoline_variation(parents[:n], parents[n:], self.iso_sigma, self.line_sigma,
-                                 generator, bounds)
-
-
-class GaussianEmitter:
-    """Offspring by Gaussian mutation of one elite drawn uniformly from the archive."""
-
-    def __init__(self, sigma: float = 0.1) -> None:
-        if sigma < 0:
-            raise ValueError(f"map_elites.emitters.sigma: must be >= 0, got {sigma}")
-        self.sigma = float(sigma)
-
-    def ask(self, archive, n: int, generator: torch.Generator, bounds, device) -> Tensor:
-        return gaussian_mutation(archive.sample(n, generator).to(device), self.sigma,
-                                 generator, bounds)
-
-
-EMITTERS = {"isoline": IsoLineEmitter, "gaussian": GaussianEmitter}
-
-
-def complete_emitter_spec(spec: dict) -> dict:
-    """``spec`` with every parameter of its emitter filled in from the emitter's signature
-    (what ``config.yaml`` records); an unknown type or parameter raises a one-line error."""
-    kind = spec.get("type")
-    if kind not in EMITTERS:
-        raise ValueError(f"map_elites.emitters.type: unknown emitter {kind!r}; accepted: "
-                         f"{', '.join(EMITTERS)}")
-    accepted = keyword_defaults(EMITTERS[kind].__init__)
-    for key in spec:
-        if key not in accepted and key not in ("type", "proportion"):
-            raise ValueError(f"map_elites.emitters: unknown parameter {key!r} for {kind!r}; "
-                             f"accepted: type, proportion, {', '.join(accepted)}")
-    return {"type": kind, "proportion": 1.0, **accepted, **spec}
-
-
-def make_emitter(spec: dict):
-    spec = complete_emitter_spec(spec)
-    kind = spec.pop("type")
-    spec.pop("proportion")
-    return EMITTERS[kind](**spec)
-
-
-def split_batch(batch_size: int, proportions: list[float]) -> list[int]:
-    """Cut ``batch_size`` into integer shares by largest remainder (shares sum exactly)."""
-    total = sum(proportions)
-    if total <= 0 or any(p < 0 for p in proportions):
-        raise ValueError(f"map_elites.emitters.proportion: must be >= 0 with a positive sum, "
-                         f"got {proportions}")
-    raw = [batch_size * p / total for p in proportions]
-    counts = [int(r) for r in raw]
-    order = sorted(range(len(raw)), key=lambda i: counts[i] - raw[i])
-    for i in order[: batch_size - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 class MapElites(Algorithm):
@@ -101,13 +35,18 @@ class MapElites(Algorithm):
     CONFIG_DEFAULTS = {"emitters": [complete_emitter_spec({"type": "isoline"})]}
 
     def __init__(self, task: Any, evaluator, archive, batch_size: int, init, bounds=None,
-                 emitters: list[dict] | None = None, seed: int = 0, device="cpu") -> None:
+                 emitters: list[dict] | None = None, seed: int = 0, device="cpu",
+                 policy: Any = None) -> None:
         super().__init__(task, evaluator, archive, batch_size, seed, device)
-        emitters = [complete_emitter_spec(e) for e in (emitters or [{"type": "isoline"}])]
-        self.emitters = [make_emitter(e) for e in emitters]
-        self.shares = split_batch(self.batch_size, [float(e["proportion"]) for e in emitters])
+        specs = [complete_emitter_spec(e) for e in (emitters or [{"type": "isoline"}])]
+        self.context = EmitterContext(task, policy, archive.solution_dim, bounds, self.device,
+                                      self.generator, self.evaluate)
+        self.emitters = [make_emitter(e, self.context) for e in specs]
+        self.shares = split_batch(self.batch_size, [float(e["proportion"]) for e in specs])
+        self.wants_transitions = any(e.wants_transitions for e in self.emitters)
         self.init = init
         self.bounds = bounds
+        self._rows: list[slice] = []  # each emitter's rows in the batch being evaluated
 
     @staticmethod
     def resolve_section(section: dict) -> dict:
@@ -125,16 +64,41 @@ class MapElites(Algorithm):
         dim, init, bounds = genome_space(task, policy)
         return cls(task, build_evaluator(config, task, policy), default_archive(config, task, dim),
                    config["batch_size"], init, bounds, config["map_elites"]["emitters"],
-                   config["seed"], config["device"])
+                   config["seed"], config["device"], policy=policy)
 
     def ask(self) -> Tensor:
-        if len(self.archive) == 0:
+        if len(self.archive) == 0:  # the random first batch belongs to no emitter
+            self._rows = [slice(0, 0)] * len(self.emitters)
             return self.init(self.batch_size, self.generator).to(self.device)
-        parts = [emitter.ask(self.archive, n, self.generator, self.bounds, self.device)
-                 for emitter, n in zip(self.emitters, self.shares) if n > 0]
+        parts, self._rows, start = [], [], 0
+        for emitter, n in zip(self.emitters, self.shares):
+            if n > 0:
+                parts.append(emitter.ask(self.archive, n))
+            self._rows.append(slice(start, start + n))
+            start += n
         return torch.cat(parts)
+
+    def step(self) -> dict[str, float]:
+        genomes = self.ask()
+        evaluation = self.evaluate(genomes, transitions=self.wants_transitions)
+        stats = self.tell(genomes, evaluation)
+        self.iteration += 1
+        return stats
 
     def tell(self, genomes: Tensor, evaluation: Evaluation) -> dict[str, float]:
         status = self.archive.add(genomes, evaluation.fitness, evaluation.descriptors,
                                   evaluation.failed)
-        return {"inserted": int((status > 0).sum()), "new_cells": int((status == 2).sum())}
+        stats = {"inserted": int((status > 0).sum()), "new_cells": int((status == 2).sum())}
+        rows = self._rows or [slice(0, 0)] * len(self.emitters)
+        for emitter, r in zip(self.emitters, rows):
+            stats.update(emitter.tell(genomes, evaluation, status, r))
+        return stats
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "emitters": [e.state_dict() for e in self.emitters]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for emitter, s in zip(self.emitters, state.get("emitters", [{}] * len(self.emitters))):
+            emitter.load_state_dict(s)
