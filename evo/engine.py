@@ -182,10 +182,15 @@ class Engine:
         return sorted((self.run_dir / "checkpoints").glob("ckpt_*.npz"))
 
     def save_checkpoint(self) -> Path:
-        path = self.run_dir / "checkpoints" / f"ckpt_{self.algorithm.iteration:08d}.npz"
+        directory = self.run_dir / "checkpoints"
+        path = directory / f"ckpt_{self.algorithm.iteration:08d}.npz"
+        # Algorithms with large incremental state (replay buffers) write it beside the
+        # checkpoint first, so a checkpoint never refers to rows that are not on disk.
+        checkpoint_state = getattr(self.algorithm, "checkpoint_state", None)
+        state = checkpoint_state(directory) if checkpoint_state else self.algorithm.state_dict()
         save_state(path, {"engine": {"elapsed": self.elapsed, "budget": self.budget,
                                      "worker_restarts": self.worker_restarts},
-                          "algorithm": self.algorithm.state_dict()})
+                          "algorithm": state})
         for old in self.checkpoint_paths()[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
         return path
@@ -202,7 +207,11 @@ class Engine:
             except StateFileError as exc:
                 warnings.warn(f"skipping checkpoint {exc}", stacklevel=2)
                 continue
-            self.algorithm.load_state_dict(state["algorithm"])
+            load = getattr(self.algorithm, "load_checkpoint_state", None)
+            if load:
+                load(state["algorithm"], path.parent)
+            else:
+                self.algorithm.load_state_dict(state["algorithm"])
             self.elapsed = float(state["engine"]["elapsed"])
             self._restarts_before = int(state["engine"].get("worker_restarts", 0))
             self._truncate_metrics(self.algorithm.iteration)

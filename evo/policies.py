@@ -208,6 +208,37 @@ class MLPPolicy:
         """``bind(params)(obs)``: ``(P, num_params)``, ``(P, obs_dim)`` -> ``(P, action_dim)``."""
         return self.bind(params)(obs)
 
+    def forward_batched(self, params: Tensor, obs: Tensor) -> Tensor:
+        """N observations per genome at once, differentiable through ``params`` and ``obs``.
+
+        Used by the policy-gradient variation (``evo.rl.pg``), which trains P genomes together
+        as one ``(P, D)`` leaf tensor; no in-place ops, so autograd sees every layer.
+
+        Parameters
+        ----------
+        params : Tensor (P, num_params) float32
+        obs : Tensor (P, N, obs_dim)
+            May be an expanded view (one minibatch shared by all genomes).
+
+        Returns
+        -------
+        Tensor (P, N, action_dim), dtype and device of ``params``.
+        """
+        if params.ndim != 2 or params.shape[1] != self.num_params:
+            raise ValueError(f"params must have shape (P, {self.num_params}), got {tuple(params.shape)}")
+        P = params.shape[0]
+        if obs.ndim != 3 or obs.shape[0] != P or obs.shape[2] != self.obs_dim:
+            raise ValueError(f"obs must have shape ({P}, N, {self.obs_dim}), got {tuple(obs.shape)}")
+        x = obs.to(params.dtype)
+        last = len(self.layer_shapes) - 1
+        for i, ((fi, fo), (w0, b0, b1)) in enumerate(zip(self.layer_shapes, self._offsets)):
+            w = params[:, w0:b0].view(P, fo, fi).transpose(1, 2)  # (P, in, out) view, as in bind
+            x = torch.baddbmm(params[:, b0:b1].unsqueeze(1), x, w)
+            fn = ACTIVATIONS[self.output_activation if i == last else self.activation][0]
+            if fn is not None:
+                x = fn(x)
+        return x
+
 
 class ModulePolicy:
     """Any ``torch.nn.Module`` as a population policy over flat parameter vectors.

@@ -89,6 +89,9 @@ class Maze(TaskBase):
     descriptor_dim = 2
     descriptor_bounds = [(0.0, 1.0), (0.0, 1.0)]
     fitness_offset = -300.0
+    # The per-step reward (decrease of the distance to the goal) lies in [-3, 3]: adding 3
+    # makes it non-negative for policy-gradient critics (REFERENCE.md section 5).
+    reward_offset = 3.0
     has_goal = True
 
     robot_radius = 8.0

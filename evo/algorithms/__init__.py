@@ -16,7 +16,7 @@ ALGORITHMS: dict[str, str] = {
 
 # Constructor parameters that the config layer or ``from_config`` supplies, not the section.
 _WIRING = {"self", "task", "evaluator", "archive", "batch_size", "init", "bounds", "seed",
-           "device", "num_params", "decoder", "novelty_archive"}
+           "device", "num_params", "decoder", "novelty_archive", "policy"}
 
 
 def algorithm_class(name: str) -> type:

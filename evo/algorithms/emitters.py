@@ -43,6 +43,8 @@ class EmitterContext:
     generator : torch.Generator
         The run's CPU generator: every random draw of every emitter comes from it, so a run
         is reproducible and a checkpoint restores it.
+    archive : Archive
+        The run's archive (DCG-ME draws its actor's targets from it).
     evaluate : callable or None
         ``evaluate(genomes, transitions=False) -> Evaluation``, counted against the budget, for
         emitters that evaluate more than their offspring (DCG-ME's actor rollouts).
@@ -54,6 +56,7 @@ class EmitterContext:
     bounds: tuple[float, float] | None
     device: torch.device
     generator: torch.Generator
+    archive: Any = None
     evaluate: Callable[..., Evaluation] | None = None
 
 
@@ -143,6 +146,8 @@ class GaussianEmitter(Emitter):
 EMITTERS: dict[str, str] = {
     "isoline": "evo.algorithms.emitters:IsoLineEmitter",
     "gaussian": "evo.algorithms.emitters:GaussianEmitter",
+    "pg": "evo.algorithms.pg_emitters:PGEmitter",
+    "dcrl": "evo.algorithms.pg_emitters:DCRLEmitter",
 }
 
 

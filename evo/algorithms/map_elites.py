@@ -5,6 +5,7 @@ emitter and pyribs' scheduler do; emitters (``evo.algorithms.emitters``) carry t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ class MapElites(Algorithm):
         super().__init__(task, evaluator, archive, batch_size, seed, device)
         specs = [complete_emitter_spec(e) for e in (emitters or [{"type": "isoline"}])]
         self.context = EmitterContext(task, policy, archive.solution_dim, bounds, self.device,
-                                      self.generator, self.evaluate)
+                                      self.generator, archive, self.evaluate)
         self.emitters = [make_emitter(e, self.context) for e in specs]
         self.shares = split_batch(self.batch_size, [float(e["proportion"]) for e in specs])
         self.wants_transitions = any(e.wants_transitions for e in self.emitters)
@@ -102,3 +103,18 @@ class MapElites(Algorithm):
         super().load_state_dict(state)
         for emitter, s in zip(self.emitters, state.get("emitters", [{}] * len(self.emitters))):
             emitter.load_state_dict(s)
+
+    def checkpoint_state(self, directory: Path) -> dict:
+        """:meth:`state_dict` for a checkpoint in ``directory``: emitters with large state (a
+        replay buffer) keep it there incrementally instead of inside every checkpoint."""
+        return {**super().state_dict(), "emitters": [
+            e.checkpoint_state(directory / f"emitter_{i}") if hasattr(e, "checkpoint_state")
+            else e.state_dict() for i, e in enumerate(self.emitters)]}
+
+    def load_checkpoint_state(self, state: dict, directory: Path) -> None:
+        super().load_state_dict(state)
+        for i, (emitter, s) in enumerate(zip(self.emitters, state["emitters"])):
+            if hasattr(emitter, "load_checkpoint_state"):
+                emitter.load_checkpoint_state(s, directory / f"emitter_{i}")
+            else:
+                emitter.load_state_dict(s)
