@@ -158,6 +158,9 @@ class Locomotion(TaskBase):
     feet_are_geoms = False
     trap = False
     reward_offset = 0.0
+    # The env steps its simulations on C threads of its own: evaluators keep torch to one
+    # thread during rollouts so that the policy forward does not contend with them.
+    physics_threads = True
 
     action_bounds = (-1.0, 1.0)
     obs_dim = 27
