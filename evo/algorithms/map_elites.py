@@ -106,7 +106,12 @@ class MapElites(Algorithm):
 
     def checkpoint_state(self, directory: Path) -> dict:
         """:meth:`state_dict` for a checkpoint in ``directory``: emitters with large state (a
-        replay buffer) keep it there incrementally instead of inside every checkpoint."""
+        replay buffer) keep it there incrementally instead of inside every checkpoint.
+        Emitters with a descriptor-conditioned actor also save it as a standalone policy in
+        the run directory's ``distilled/`` (so a run has it during and after training)."""
+        for e in self.emitters:
+            if hasattr(e, "export_policy") and len(e.buffer):
+                e.export_policy(directory.parent / "distilled")
         return {**super().state_dict(), "emitters": [
             e.checkpoint_state(directory / f"emitter_{i}") if hasattr(e, "checkpoint_state")
             else e.state_dict() for i, e in enumerate(self.emitters)]}

@@ -329,3 +329,24 @@ class DCRLEmitter(PGEmitter):
         ok = ~ev.failed
         error = (ev.descriptors[ok] - targets.cpu()[ok]).norm(dim=1).mean() if ok.any() else math.nan
         return {"actor_descriptor_error": float(error)}
+
+    def export_policy(self, directory: Path) -> None:
+        """Save the descriptor-conditioned actor as a standalone policy file (``policy.json``
+        + ``policy.safetensors``, ``kind: dc_actor``) that ``neuroqd eval --distilled`` and
+        ``evo.distill_io.load_distilled`` read without the run."""
+        from evo.distill_io import save_distilled
+
+        task = self.context.task
+        try:
+            from tasks import task_defaults
+
+            names = task_defaults(task.name)
+        except ValueError:  # a task made in Python, not in the registry
+            names = {}
+        params = {k: getattr(task, k) for k in names if hasattr(task, k)}
+        save_distilled(directory, self.td3.actor, {
+            "kind": "dc_actor",
+            "descriptor_bounds": [[float(lo), float(hi)] for lo, hi in task.descriptor_bounds],
+            "task": {"name": task.name, **params},
+            "source": {"critic_steps": self.td3.num_critic_steps,
+                       "transitions": self.buffer.total_added}})
