@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -100,11 +101,17 @@ def plot_run(run_dir: Path) -> list[Path]:
 
 
 def compare_runs(run_dirs: list[Path], path: Path) -> Path:
-    """Median and interquartile range of each group of runs (same algorithm and task)."""
+    """Median and interquartile range of each group of runs.
+
+    Runs named ``NAME_sSEED`` (the default run directories, ``runs/me_arm_s3``) are grouped by
+    NAME, so configs of one algorithm with different emitters (PGA-ME, DCRL-ME) stay apart;
+    other directories by algorithm and task.
+    """
     groups: dict[str, list[dict]] = {}
     for d in run_dirs:
         config = yaml.safe_load((Path(d) / "config.yaml").read_text())
-        label = f"{config['algorithm']} / {config['task']['name']}"
+        named = re.fullmatch(r"(.+)_s\d+(_\d+)?", Path(d).name)
+        label = named.group(1) if named else f"{config['algorithm']} / {config['task']['name']}"
         groups.setdefault(label, []).append(read_metrics(Path(d)))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for label, runs in groups.items():
