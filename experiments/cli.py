@@ -1,4 +1,4 @@
-"""The ``neuroqd`` command: list, run, resume, plot, eval, compare."""
+"""The ``neuroqd`` command: list, run, resume, plot, eval, distill, compare."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _fresh_dir(base: Path) -> Path:
 
 # Errors about the input name the key first ("workers.count: must be >= 1, got 0",
 # "policy.hidden=[0] must be ..."); any other exception is a bug and keeps its traceback.
-_NAMES_A_KEY = re.compile(r"^(--)?[a-z_][a-z0-9_]*(\.[a-z0-9_/]+)*(:|=)")
+# The run directory argument is named as `neuroqd --help` shows it: "DIR: ...".
+_NAMES_A_KEY = re.compile(r"^(--)?([a-z_][a-z0-9_-]*|DIR)(\.[a-z0-9_/]+)*(:|=)")
 
 
 def input_error(exc: BaseException) -> UsageError | None:
@@ -142,19 +143,32 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from experiments.evaluate import evaluate_run
-
-    if args.distilled:
-        raise UsageError("--distilled: distillation is not available yet in this version")
+def _as_usage(fn, *args, **kwargs):
+    """``fn(...)``, with a ValueError that names a key or argument turned into a UsageError."""
     try:
-        result = evaluate_run(_run_dir(args.dir), args.repeats)
+        return fn(*args, **kwargs)
     except ValueError as exc:
         usage = input_error(exc)
         if usage is None:
             raise
         raise usage from None
-    print(json.dumps(result))
+
+
+def cmd_eval(args) -> int:
+    from experiments.evaluate import evaluate_distilled_run, evaluate_run
+
+    fn = evaluate_distilled_run if args.distilled else evaluate_run
+    print(json.dumps(_as_usage(fn, _run_dir(args.dir), args.repeats)))
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from experiments.evaluate import distill_run
+
+    print(json.dumps(_as_usage(distill_run, _run_dir(args.dir), epochs=args.epochs,
+                               hidden=args.hidden, threads=args.threads,
+                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               device=args.device)))
     return 0
 
 
@@ -191,9 +205,22 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="re-evaluate the elites of a run")
     e.add_argument("dir")
-    e.add_argument("--distilled", action="store_true")
+    e.add_argument("--distilled", action="store_true",
+                   help="evaluate DIR/distilled/'s policy on every filled cell's descriptor")
     e.add_argument("--repeats", type=int, default=1)
     e.set_defaults(fn=cmd_eval)
+
+    d = sub.add_parser("distill", help="train one descriptor-conditioned policy from a run's "
+                       "archive (DIR/distilled/)")
+    d.add_argument("dir")
+    d.add_argument("--epochs", type=int, default=30)
+    d.add_argument("--hidden", default="128,128", help="hidden widths, e.g. 128,128")
+    d.add_argument("--threads", type=int, help="physics threads (default: the run's)")
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--lr", type=float, default=1e-3)
+    d.add_argument("--seed", type=int, help="default: the run's seed")
+    d.add_argument("--device", default="cpu", help="cpu or cuda")
+    d.set_defaults(fn=cmd_distill)
 
     c = sub.add_parser("compare", help="curves of several runs, median and IQR per group")
     c.add_argument("dirs", nargs="+")

@@ -96,3 +96,20 @@ def test_nan_losses_are_skipped_counted_and_never_reach_the_archive(tmp_path):
     assert summary["evaluations"] == 64
     elites = engine.algorithm.archive.elites()
     assert torch.isfinite(elites["genomes"]).all() and torch.isfinite(elites["fitness"]).all()
+
+
+def test_dcrl_me_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    from run_helpers import sigkill_then_resume
+
+    e = "map_elites.emitters.1."
+    sets = ["batch_size=16", "budget.evaluations=192", "task.episode_length=30",
+            "policy.hidden=[8]", "checkpoint_every=2", "log_every=1", f"{e}critic_steps=10",
+            f"{e}pg_steps=3", f"{e}replay_size=700", f"{e}critic_hidden=[16,16]"]
+    sigkill_then_resume(tmp_path, ["dcrl_me_hard_maze", *[a for s in sets for a in ("--set", s)]],
+                        checkpoints=2)
+    # the descriptor-conditioned actor of the resumed run is the uninterrupted run's
+    from evo.distill_io import load_distilled
+
+    a, _ = load_distilled(tmp_path / "full" / "distilled")
+    b, _ = load_distilled(tmp_path / "killed" / "distilled")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
