@@ -84,20 +84,23 @@ def test_transitions_come_back_from_worker_processes():
         assert torch.equal(getattr(local.transitions, f), getattr(remote.transitions, f)), f
 
 
-def test_a_killed_worker_is_replaced_and_its_slice_evaluated_again():
-    task = SlowArm(delay=1.5)
+def _survives_a_worker_killed_mid_batch(evaluator, kill_after_s: float) -> None:
+    """SIGKILL one of ``evaluator``'s workers during a batch of SlowArm evaluations."""
     genomes, seeds = _batch()
     expected = LocalEvaluator(SlowArm(delay=0.0))(genomes, seeds)
-    pool = ProcessEvaluator(WorkerFactory(task), 2)
     try:
-        victim = pool.pids[0]
-        threading.Timer(0.5, os.kill, (victim, signal.SIGKILL)).start()
-        got = pool(genomes, seeds)
-        assert pool.restarts == 1 and victim not in pool.pids
+        victim = evaluator.pids[0]
+        threading.Timer(kill_after_s, os.kill, (victim, signal.SIGKILL)).start()
+        got = evaluator(genomes, seeds)
+        assert evaluator.restarts == 1 and victim not in evaluator.pids
         assert _equal(got, expected)
-        assert _equal(pool(genomes, seeds), expected)  # the replacement keeps working
+        assert _equal(evaluator(genomes, seeds), expected)  # the replacement keeps working
     finally:
-        pool.close()
+        evaluator.close()
+
+
+def test_a_killed_worker_is_replaced_and_its_slice_evaluated_again():
+    _survives_a_worker_killed_mid_batch(ProcessEvaluator(WorkerFactory(SlowArm(delay=1.5)), 2), 0.5)
 
 
 def test_a_hung_worker_is_replaced_and_the_event_is_in_metrics(tmp_path):
@@ -151,17 +154,7 @@ def test_ray_actors_match_local():
 def test_a_killed_ray_actor_is_replaced():
     from evo.workers.ray_actors import RayEvaluator
 
-    genomes, seeds = _batch()
-    expected = LocalEvaluator(SlowArm(delay=0.0))(genomes, seeds)
-    ev = RayEvaluator(WorkerFactory(SlowArm(delay=2.0)), 2)
-    try:
-        victim = ev.pids[0]
-        threading.Timer(0.7, os.kill, (victim, signal.SIGKILL)).start()
-        got = ev(genomes, seeds)
-        assert ev.restarts == 1 and victim not in ev.pids
-        assert _equal(got, expected)
-    finally:
-        ev.close()
+    _survives_a_worker_killed_mid_batch(RayEvaluator(WorkerFactory(SlowArm(delay=2.0)), 2), 0.7)
 
 
 def test_a_worker_builds_its_environments_once_and_reuses_them():

@@ -101,7 +101,9 @@ class RayEvaluator:
                 kwargs = {"address": address}
             else:
                 path = os.pathsep.join(p for p in sys.path if p)
-                kwargs = {"num_cpus": self.count,
+                # "local": a fresh instance, even when another cluster runs on this machine
+                # (plain ray.init() would join it).
+                kwargs = {"address": "local", "num_cpus": self.count,
                           "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
             try:
                 ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
