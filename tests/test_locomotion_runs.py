@@ -97,3 +97,13 @@ def test_missing_mujoco_is_a_one_line_error_naming_what_to_install(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "task.name: 'ant_omni' needs mujoco >= 4.0" in lines[0], lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("raw", [
+    {**TINY, "algorithm": "map_elites"},
+    {**TINY, "task": {"name": "hard_maze", "episode_length": 40}, "algorithm": "deep_ga",
+     "deep_ga": {"genome": "chain", "sigma": 0.05, "truncation": 4}},
+], ids=["ant_omni_map_elites", "hard_maze_deep_ga_chain"])
+def test_ray_actors_give_the_same_run_as_in_process(raw):
+    assert same(run(raw), run(raw, backend="ray", count=2, threads=2))
