@@ -1,4 +1,5 @@
-"""The ``neuroqd`` command: list, run, resume, plot, eval, distill, compare."""
+"""The ``neuroqd`` command: list, run, resume, plot, eval, distill, compare, render, report,
+explore."""
 
 from __future__ import annotations
 
@@ -172,6 +173,30 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    from experiments.render import render_run
+
+    print(json.dumps(_as_usage(render_run, _run_dir(args.dir), best=args.best, cell=args.cell,
+                               descriptor=args.descriptor, distilled=args.distilled,
+                               out=args.out)))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from experiments.report import write_report
+
+    dirs = [_run_dir(d) for d in args.dirs]
+    print(_as_usage(write_report, dirs, Path(args.out)))
+    return 0
+
+
+def cmd_explore(args) -> int:
+    from experiments.explore import serve
+
+    dirs = [_run_dir(d) for d in args.dirs]
+    return _as_usage(serve, dirs, host=args.host, port=args.port, open_browser=args.open)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuroqd", description="Evolutionary and quality-diversity "
                                 "optimisation of neural networks.")
@@ -226,6 +251,32 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("dirs", nargs="+")
     c.add_argument("--out", default="compare.png")
     c.set_defaults(fn=cmd_compare)
+
+    rd = sub.add_parser("render", help="an elite's or the distilled policy's behaviour: mp4/gif "
+                        "for MuJoCo tasks, png for mazes and the arm")
+    rd.add_argument("dir")
+    which = rd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the archive's best elite")
+    which.add_argument("--cell", type=int, help="the elite of archive cell I")
+    which.add_argument("--descriptor", help="X,Y: the elite nearest this descriptor, or with "
+                       "--distilled the distilled policy conditioned on it")
+    rd.add_argument("--distilled", action="store_true")
+    rd.add_argument("--out", help="output file (.png, .mp4 or .gif; default: beside the run)")
+    rd.set_defaults(fn=cmd_render)
+
+    rp = sub.add_parser("report", help="one self-contained HTML file: heatmaps, curves, summary "
+                        "table of the given runs")
+    rp.add_argument("dirs", nargs="+")
+    rp.add_argument("--out", default="report.html")
+    rp.set_defaults(fn=cmd_report)
+
+    ex = sub.add_parser("explore", help="local web page over run directories: archive, curves, "
+                        "click a cell to see its elite")
+    ex.add_argument("dirs", nargs="+")
+    ex.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    ex.add_argument("--host", default="127.0.0.1")
+    ex.add_argument("--open", action="store_true", help="open the page in the default browser")
+    ex.set_defaults(fn=cmd_explore)
     return p
 
 
