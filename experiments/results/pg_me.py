@@ -1,19 +1,21 @@
-"""MAP-Elites vs PGA-ME vs DCG-ME vs DCRL-ME on the hard maze, at equal evaluations.
+"""MAP-Elites vs PGA-ME vs DCG-ME vs DCRL-ME on one task, at equal evaluations.
 
-Each algorithm runs its shipped config (``me_hard_maze``, ``pga_me_hard_maze``,
-``dcg_me_hard_maze``, ``dcrl_me_hard_maze``: the same 11-16-2 tanh MLP, batch 64, 50x50 grid
-over the final (x, y), the same budget) on the same seeds. Writes, next to this file:
+Each algorithm runs its shipped config for the task (``me_TASK``, ``pga_me_TASK``,
+``dcg_me_TASK``, ``dcrl_me_TASK``: the same policy network, batch, grid and budget; TASK is
+``hard_maze`` or ``ant_omni``) on the same seeds, with the same ``--set`` overrides. Writes,
+next to this file:
 
-- ``pg_me_hard_maze.md``: median QD score and coverage with interquartile ranges, one-sided
+- ``pg_me_TASK.md``: median QD score and coverage with interquartile ranges, one-sided
   Mann-Whitney U tests of the expected ordering with Holm's correction, per-seed figures, and
   for DCG-ME / DCRL-ME the distilled policy (the descriptor-conditioned actor, conditioned on
   every filled cell's descriptor): its QD score as a fraction of its archive's, and the mean
   distance between reached and target descriptors;
-- ``pg_me_hard_maze.png``: QD score curves, median and IQR per algorithm (``neuroqd compare``).
+- ``pg_me_TASK.png``: QD score curves, median and IQR per algorithm (``neuroqd compare``).
 
-Run directories go to ``runs/pg_me_hard_maze/``::
+Run directories go to ``runs/pg_me_TASK/`` (an interrupted script continues where it stopped)::
 
-    python experiments/results/pg_me_hard_maze.py --seeds 3 --jobs 2 [--set budget.evaluations=3200]
+    python experiments/results/pg_me.py --task hard_maze --seeds 3 --jobs 2
+    python experiments/results/pg_me.py --task ant_omni --seeds 3 --jobs 1 --set batch_size=64
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ALGORITHMS = {"me": "me_hard_maze", "pga_me": "pga_me_hard_maze", "dcg_me": "dcg_me_hard_maze",
-              "dcrl_me": "dcrl_me_hard_maze"}
+ALGORITHMS = ("me", "pga_me", "dcg_me", "dcrl_me")  # config NAME_TASK
+TASKS = {"hard_maze": "the hard maze", "ant_omni": "ant_omni"}
 LABELS = {"me": "MAP-Elites (iso+line)", "pga_me": "PGA-ME", "dcg_me": "DCG-ME",
           "dcrl_me": "DCRL-ME"}
 # The ordering the papers report, tested pairwise (one-sided: the first is better).
@@ -44,7 +46,7 @@ def neuroqd(*args: str) -> str:
     return proc.stdout
 
 
-def run_one(algorithm: str, seed: int, out: Path, overrides: list[str]) -> dict:
+def run_one(algorithm: str, seed: int, task: str, out: Path, overrides: list[str]) -> dict:
     run_dir = out / f"{algorithm}_s{seed}"
     start = time.perf_counter()
     if not (run_dir / "summary.json").exists():
@@ -52,7 +54,7 @@ def run_one(algorithm: str, seed: int, out: Path, overrides: list[str]) -> dict:
             neuroqd("resume", str(run_dir), "--quiet")
         else:
             sets = [a for o in overrides for a in ("--set", o)]
-            neuroqd("run", ALGORITHMS[algorithm], "--seed", str(seed), "--out", str(run_dir),
+            neuroqd("run", f"{algorithm}_{task}", "--seed", str(seed), "--out", str(run_dir),
                     "--quiet", *sets)
     result = {"algorithm": algorithm, "seed": seed, "dir": str(run_dir),
               "time_s": time.perf_counter() - start,
@@ -60,6 +62,13 @@ def run_one(algorithm: str, seed: int, out: Path, overrides: list[str]) -> dict:
     if (run_dir / "distilled" / "policy.json").exists():
         result["distilled"] = json.loads(neuroqd("eval", str(run_dir), "--distilled"))
     return result
+
+
+def solved(runs: list[dict]) -> str:
+    """How many runs reached the goal, for tasks that have one."""
+    if not any("solved" in r for r in runs):
+        return "-"
+    return f"{sum(bool(r.get('solved')) for r in runs)}/{len(runs)}"
 
 
 def iqr(values: list[float]) -> tuple[float, float, float]:
@@ -76,17 +85,17 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def report(results: list[dict], overrides: list[str], seeds: int) -> str:
+def report(results: list[dict], task: str, overrides: list[str], seeds: int) -> str:
     from scipy.stats import mannwhitneyu
 
     by = {a: [r for r in results if r["algorithm"] == a] for a in ALGORITHMS}
     qd = {a: [r["qd_score"] for r in rs] for a, rs in by.items()}
     lines = [
-        "# MAP-Elites, PGA-ME, DCG-ME and DCRL-ME on the hard maze",
+        f"# MAP-Elites, PGA-ME, DCG-ME and DCRL-ME on {TASKS[task]}",
         "",
-        f"`python experiments/results/pg_me_hard_maze.py --seeds {seeds}"
+        f"`python experiments/results/pg_me.py --task {task} --seeds {seeds}"
         + "".join(f" --set {o}" for o in overrides) + "`: shipped configs "
-        + ", ".join(f"`{c}`" for c in ALGORITHMS.values()) + f", seeds 0-{seeds - 1}, "
+        + ", ".join(f"`{a}_{task}`" for a in ALGORITHMS) + f", seeds 0-{seeds - 1}, "
         f"{results[0]['evaluations']} evaluations each (DCG-ME's actor rollouts included). "
         "Critic and PG steps are the configs' reduced ones (300 critic steps, 50 PG steps per "
         "generation; the papers: 3000 and 150), so that every run takes minutes on 2 cores.",
@@ -99,7 +108,7 @@ def report(results: list[dict], overrides: list[str], seeds: int) -> str:
         cm, clo, chi = iqr([r["coverage"] for r in rs])
         lines.append(f"| {LABELS[a]} | {m:.0f} [{lo:.0f}, {hi:.0f}] | {cm:.3f} [{clo:.3f}, {chi:.3f}] "
                      f"| {statistics.median(r['max_fitness'] for r in rs):.1f} "
-                     f"| {sum(bool(r.get('solved')) for r in rs)}/{len(rs)} "
+                     f"| {solved(rs)} "
                      f"| {statistics.median(r['time_s'] for r in rs):.0f} |")
     tests = [mannwhitneyu(qd[a], qd[b], alternative="greater").pvalue for a, b in ORDER]
     lines += ["", "One-sided Mann-Whitney U on the final QD score (Holm-corrected over the "
@@ -125,7 +134,7 @@ def report(results: list[dict], overrides: list[str], seeds: int) -> str:
     for r in results:
         lines.append(f"| {LABELS[r['algorithm']]} | {r['seed']} | {r['qd_score']:.0f} | "
                      f"{r['coverage']:.3f} | {r['max_fitness']:.1f} |")
-    lines += ["", "![QD score curves](pg_me_hard_maze.png)", ""]
+    lines += ["", f"![QD score curves](pg_me_{task}.png)", ""]
     return "\n".join(lines)
 
 
@@ -137,20 +146,22 @@ def _comb(n: int, k: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=sorted(TASKS), default="hard_maze")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every run, e.g. budget.evaluations=3200")
-    p.add_argument("--out", default="runs/pg_me_hard_maze")
+    p.add_argument("--out", help="run directories (default: runs/pg_me_TASK)")
     args = p.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or f"runs/pg_me_{args.task}")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(a, s) for s in range(args.seeds) for a in ALGORITHMS]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda j: run_one(*j, out, args.set), jobs))
-    (HERE / "pg_me_hard_maze.md").write_text(report(results, args.set, args.seeds))
-    neuroqd("compare", *[r["dir"] for r in results], "--out", str(HERE / "pg_me_hard_maze.png"))
-    print((HERE / "pg_me_hard_maze.md").read_text())
+        results = list(pool.map(lambda j: run_one(*j, args.task, out, args.set), jobs))
+    md, png = HERE / f"pg_me_{args.task}.md", HERE / f"pg_me_{args.task}.png"
+    md.write_text(report(results, args.task, args.set, args.seeds))
+    neuroqd("compare", *[r["dir"] for r in results], "--out", str(png))
+    print(md.read_text())
 
 
 if __name__ == "__main__":
