@@ -4,9 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all bench clean
+.PHONY: install system-deps run test test-all bench clean
 
-$(STAMP): pyproject.toml
+# Headless OpenGL for MuJoCo videos (`neuroqd render`): EGL where a driver provides it, else Mesa's
+# OSMesa, installed here when missing (Debian/Ubuntu, as root); the tests use both.
+system-deps:
+	@if command -v apt-get >/dev/null && \
+	    ! $(PY) -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('OSMesa'))"; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libosmesa6; \
+	  else echo "neuroqd render needs OSMesa or EGL: sudo apt-get install libosmesa6"; fi; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel first: a bare `torch` requirement would pull the CUDA build.

@@ -108,3 +108,15 @@ class Arm(TaskBase):
         x = torch.cos(angles).sum(1) / (2 * n) + 0.5
         y = torch.sin(angles).sum(1) / (2 * n) + 0.5
         return Evaluation(fitness, self.clip_descriptors(torch.stack([x, y], dim=1)))
+
+    def joint_positions(self, genomes: Tensor) -> Tensor:
+        """The arm's pose, for pictures: (B, dof + 1, 2) float32 positions of the base (0.5,
+        0.5), each joint and the end effector, in descriptor units (links of length 1 / (2 dof)).
+
+        The last point is the descriptor of :meth:`evaluate` before clipping, up to float
+        rounding (``evaluate`` sums the links in another order and stays the hot path).
+        """
+        g = genomes.to(torch.float32).clamp(0.0, 1.0)
+        angles = torch.cumsum(2 * math.pi * g - math.pi, dim=1)
+        links = torch.stack([torch.cos(angles), torch.sin(angles)], dim=2) / (2 * self.solution_dim)
+        return torch.cat([torch.zeros_like(links[:, :1]), links], dim=1).cumsum(dim=1) + 0.5
