@@ -7,9 +7,10 @@ next to this file:
 
 - ``pg_me_TASK.md``: median QD score and coverage with interquartile ranges, one-sided
   Mann-Whitney U tests of the expected ordering with Holm's correction, per-seed figures, and
-  for DCG-ME / DCRL-ME the distilled policy (the descriptor-conditioned actor, conditioned on
-  every filled cell's descriptor): its QD score as a fraction of its archive's, and the mean
-  distance between reached and target descriptors;
+  one policy per archive conditioned on every filled cell's descriptor (DCG-ME / DCRL-ME: the
+  run's descriptor-conditioned actor; MAP-Elites: its archive distilled by ``neuroqd
+  distill``): its QD score as a fraction of its archive's, and the mean distance between
+  reached and target descriptors;
 - ``pg_me_TASK.png``: QD score curves, median and IQR per algorithm (``neuroqd compare``).
 
 Run directories go to ``runs/pg_me_TASK/`` (an interrupted script continues where it stopped)::
@@ -34,6 +35,7 @@ ALGORITHMS = ("me", "pga_me", "dcg_me", "dcrl_me")  # config NAME_TASK
 TASKS = {"hard_maze": "the hard maze", "ant_omni": "ant_omni"}
 LABELS = {"me": "MAP-Elites (iso+line)", "pga_me": "PGA-ME", "dcg_me": "DCG-ME",
           "dcrl_me": "DCRL-ME"}
+DISTILL_EPOCHS = 100
 # The ordering the papers report, tested pairwise (one-sided: the first is better).
 ORDER = [("dcrl_me", "pga_me"), ("dcg_me", "pga_me"), ("pga_me", "me")]
 
@@ -59,6 +61,9 @@ def run_one(algorithm: str, seed: int, task: str, out: Path, overrides: list[str
     result = {"algorithm": algorithm, "seed": seed, "dir": str(run_dir),
               "time_s": time.perf_counter() - start,
               **json.loads((run_dir / "summary.json").read_text())}
+    if algorithm == "me" and not (run_dir / "distilled" / "policy.json").exists():
+        # MAP-Elites has no actor of its own: distil its archive (supervised, `neuroqd distill`)
+        neuroqd("distill", str(run_dir), "--epochs", str(DISTILL_EPOCHS))
     if (run_dir / "distilled" / "policy.json").exists():
         result["distilled"] = json.loads(neuroqd("eval", str(run_dir), "--distilled"))
     return result
@@ -120,8 +125,10 @@ def report(results: list[dict], task: str, overrides: list[str], seeds: int) -> 
         lines.append(f"| {LABELS[a]} > {LABELS[b]} | {u:.0f} | {p:.3f} | {ph:.3f} |")
     distilled = [r for r in results if "distilled" in r]
     if distilled:
-        lines += ["", "The descriptor-conditioned actor as a single policy (`neuroqd eval DIR "
-                  "--distilled`: conditioned on every filled cell's descriptor):", "",
+        lines += ["", "One policy for the whole archive (`neuroqd eval DIR --distilled`: conditioned "
+                  "on every filled cell's descriptor): for DCG-ME and DCRL-ME the run's own "
+                  "descriptor-conditioned actor, for MAP-Elites its archive distilled by "
+                  f"`neuroqd distill DIR --epochs {DISTILL_EPOCHS}`:", "",
                   "| run | archive QD score | single-policy QD score | ratio | mean / median descriptor error |",
                   "|---|---|---|---|---|"]
         for r in distilled:
