@@ -195,7 +195,8 @@ def _medium(task) -> str:
 # -- the entry point ------------------------------------------------------------------------------
 
 def render_run(run_dir: str | os.PathLike, best: bool = False, cell: int | None = None,
-               descriptor=None, distilled: bool = False, out: str | os.PathLike | None = None) -> dict:
+               descriptor=None, distilled: bool = False,
+               out: str | os.PathLike | None = None) -> dict:
     """Render an elite of a run, or its distilled policy, into a png, mp4 or gif.
 
     Parameters

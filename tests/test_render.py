@@ -153,7 +153,8 @@ def test_gym_env_frames(runs, capsys):
 @pytest.mark.parametrize("run, args, starts", [
     ("maze", ["--cell", "0"], "--cell: archive cell 0 is empty; filled cells: "),
     ("maze", ["--cell", "2500"], "--cell: the archive's cells are 0 to 2499"),
-    ("maze", ["--descriptor", "a,b"], "--descriptor: expected 2 comma-separated numbers, got 'a,b'"),
+    ("maze", ["--descriptor", "a,b"], "--descriptor: expected 2 comma-separated numbers, got "
+                                      "'a,b'"),
     ("maze", ["--descriptor", "0.5,2"], "--descriptor: '0.5,2' lies outside"),
     ("chain", ["--best", "--distilled"], "--distilled: "),
     ("arm", ["--best", "--distilled"], "--distilled: task 'arm' is not a control task"),
