@@ -77,6 +77,12 @@ class RunView:
         self._params: torch.Tensor | None = None
         self._distilled: tuple | None = None
 
+    @property
+    def default_suffix(self) -> str:
+        """``".png"`` for mazes and the arm (the only kind they render), ``".mp4"`` otherwise;
+        a ``ValueError`` for tasks render cannot draw (sphere, rastrigin)."""
+        return ".png" if _medium(self.task) in ("maze", "arm") else ".mp4"
+
     def parameters(self, i: int) -> torch.Tensor:
         """Genome (D,) float32 of elite ``i`` (``elites`` order); seed chains decoded once."""
         from experiments.evaluate import elite_parameters
@@ -237,10 +243,9 @@ def render_run(run_dir: str | os.PathLike, best: bool = False, cell: int | None 
         raise ValueError(f"--out: expected .png, .mp4 or .gif, got {suffix or repr(str(out))}")
     view = load_run_view(run_dir)
     medium = _medium(view.task)
-    still = medium in ("maze", "arm")
     if suffix is None:
-        suffix = ".png" if still else ".mp4"
-    elif still and suffix != ".png":
+        suffix = view.default_suffix
+    elif view.default_suffix == ".png" and suffix != ".png":
         raise ValueError(f"--out: task {view.task.name!r} renders a still picture (.png), "
                          f"got {suffix}")
     target = None if descriptor is None else _parse_descriptor(descriptor, view.task)

@@ -63,6 +63,9 @@ def test_maze_best_is_the_archive_best_drawn_in_the_run_dir(runs, capsys):
     best = best_of(runs["maze"])
     assert out["path"] == str(runs["maze"].resolve() / "renders" / "best.png")
     assert out["kind"] == "png" and out["cell"] == int(best["index"])
+    assert load_run_view(runs["maze"]).default_suffix == ".png"
+    assert load_run_view(runs["ant"]).default_suffix == load_run_view(runs["gym"]).default_suffix \
+        == ".mp4"
     # The maze is deterministic and the rollout is the run's own: the very same numbers.
     assert out["fitness"] == out["archive_fitness"] == float(best["fitness"])
     assert out["descriptor"] == out["archive_descriptor"] == best["descriptors"].tolist()
