@@ -101,11 +101,18 @@ def build_algorithm(config: dict):
 
 def build_run(config: dict, run_dir: str | Path | None = None, progress: bool | None = None,
               callbacks: list | None = None) -> Engine:
+    """The engine a resolved config describes; with ``logging.tensorboard`` or
+    ``logging.mlflow`` (and a run_dir) it logs through an :class:`evo.tracking.Tracker`, whose
+    ``finish(run_dir)`` sends the final files once they are written."""
+    from evo.tracking import make_tracker
+
     algorithm = build_algorithm(config)
+    tracker = make_tracker(config, run_dir, algorithm.task)
     return Engine(algorithm, int(config["budget"]["evaluations"]), run_dir,
                   log_every=int(config["log_every"]),
                   checkpoint_every=int(config["checkpoint_every"]),
-                  callbacks=callbacks, progress=progress)
+                  callbacks=callbacks, progress=progress,
+                  log_hooks=[tracker] if tracker is not None else None)
 
 
 def default_archive(config: dict, task, solution_dim: int, extra_fields: dict | None = None):

@@ -42,12 +42,16 @@ class Engine:
         filled in on logged iterations only); a callback may set ``engine.stop = True``.
     progress : bool or None
         A progress bar on stderr; None shows one only when stderr is a terminal.
+    log_hooks : list of callables ``f(engine, row: dict)``
+        Called after each metrics.csv row is written, with that row (experiment trackers:
+        :class:`evo.tracking.Tracker`); only when there is a run_dir.
     """
 
     def __init__(self, algorithm: Algorithm, budget: int, run_dir: str | Path | None = None,
                  log_every: int = 10, checkpoint_every: int = 50,
                  callbacks: list[Callable[["Engine", dict], Any]] | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None,
+                 log_hooks: list[Callable[["Engine", dict], Any]] | None = None) -> None:
         if budget < 1:
             raise ValueError(f"budget.evaluations: must be >= 1, got {budget}")
         if log_every < 1:
@@ -60,6 +64,7 @@ class Engine:
         self.log_every = int(log_every)
         self.checkpoint_every = int(checkpoint_every)
         self.callbacks = list(callbacks or [])
+        self.log_hooks = list(log_hooks or [])
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.elapsed = 0.0  # seconds spent in earlier sessions of this run
         self.stop = False
@@ -147,6 +152,8 @@ class Engine:
                     csv.writer(f).writerow(self._columns)
         with open(path, "a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self._columns])
+        for hook in self.log_hooks:
+            hook(self, row)
 
     def _truncate_metrics(self, iteration: int) -> None:
         """Keep the header and the rows up to ``iteration`` (a kill may have left more,

@@ -66,6 +66,10 @@ def _finish(engine, run_dir: Path) -> None:
     summary = engine.run()
     save_archive(engine.algorithm.archive, run_dir / "archive.npz")
     plot_run(run_dir)
+    for hook in engine.log_hooks:  # trackers send the final files on (MLflow artifacts)
+        finish = getattr(hook, "finish", None)
+        if finish is not None:
+            finish(run_dir)
     close = getattr(engine.algorithm.evaluator, "close", None)
     if close:
         close()

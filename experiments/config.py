@@ -14,6 +14,7 @@ import yaml
 
 from archives import ARCHIVE_KINDS
 from evo.algorithms import ALGORITHMS, algorithm_class, algorithm_defaults
+from evo.tracking import LOGGING_DEFAULTS, resolve_logging
 from tasks import TASKS, task_class, task_defaults
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -36,6 +37,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "workers": {"backend": "local", "count": 1, "threads": 1, "address": None, "timeout_s": None},
     "log_every": 10,
     "checkpoint_every": 50,
+    # TensorBoard and MLflow, both off (evo/tracking.py)
+    "logging": LOGGING_DEFAULTS,
 }
 
 ARCHIVE_DEFAULTS = {
@@ -163,6 +166,10 @@ def resolve(raw: dict, overrides: list[str] = (), **flags: Any) -> dict:
     config = merge(defaults, raw)
     _check_types(config, defaults, "")
     _check_values(config)
+    try:
+        config["logging"] = resolve_logging(config["logging"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     resolve_section = getattr(algorithm_class(algorithm), "resolve_section", None)
     if resolve_section is not None:
         try:
