@@ -71,6 +71,23 @@ def flatten_config(config: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _store_error(tracking_uri: str | None, exc: Exception) -> ValueError:
+    """One line for a tracking URI that MLflow will not open (its own messages run long)."""
+    uri = (repr(tracking_uri) if tracking_uri is not None
+           else "MLflow's default ($MLFLOW_TRACKING_URI)")
+    text = str(exc)
+    if "MLFLOW_ALLOW_FILE_STORE" in text:
+        why = ("is a directory (MLflow's file store), which MLflow >= 3.7 opens only with "
+               "MLFLOW_ALLOW_FILE_STORE=true; or use a tracking server (http://...)")
+    elif str(tracking_uri).split(":")[0].split("+")[0] in ("sqlite", "postgresql", "mysql",
+                                                          "mssql"):
+        why = "is a database store, which needs the full mlflow package (pip install mlflow)"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        why = f"cannot be used: {first}"
+    return ValueError(f"logging.mlflow.tracking_uri: {uri} {why}")
+
+
 class TensorBoardLog:
     """Scalars and images in ``log_dir`` through ``torch.utils.tensorboard.SummaryWriter``.
 
@@ -148,9 +165,7 @@ class MlflowLog:
             self.run_id = (self._continue_run(params, Param)
                            or self._new_run(experiment_id, params, Param))
         except (MlflowException, ImportError) as exc:  # ImportError: sqlite without sqlalchemy
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"logging.mlflow.tracking_uri: MLflow cannot use "
-                             f"{tracking_uri!r}: {first}") from None
+            raise _store_error(tracking_uri, exc) from None
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -167,13 +182,15 @@ class MlflowLog:
         path = self.run_dir / MLFLOW_RUN_ID
         if not path.exists():
             return None
+        from mlflow.exceptions import MlflowException
+
         run_id = path.read_text().strip()
         try:
             run = self.client.get_run(run_id)
-        except Exception as exc:  # another tracking URI, or the run was deleted
+        except MlflowException as exc:  # another tracking URI, or the run was deleted
             warnings.warn(f"logging.mlflow: cannot continue MLflow run {run_id} "
-                          f"({str(exc).splitlines()[0] if str(exc) else exc!r}); starting a new one",
-                          stacklevel=3)
+                          f"({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                          f"starting a new one", stacklevel=3)
             return None
         new = [param_class(k, v) for k, v in params.items() if k not in run.data.params]
         self._log_params(run_id, new)

@@ -179,7 +179,8 @@ def render_html(runs: list[dict], compare: str | None = None) -> str:
     body = [f"<h1>{_e(title)}</h1>", _summary_table(runs)]
     if compare is not None:
         body += ["<h2>comparison</h2>", '<p class="note">median and interquartile range per '
-                 'group (runs named NAME_sSEED are grouped by NAME)</p>', _img(compare, "comparison")]
+                 'group (runs named NAME_sSEED are grouped by NAME)</p>',
+                 _img(compare, "comparison")]
     body += [_run_section(i, run) for i, run in enumerate(runs)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n"
