@@ -14,6 +14,13 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libosmesa6; \
 	  else echo "neuroqd render needs OSMesa or EGL: sudo apt-get install libosmesa6"; fi; \
 	fi
+	@# The explorer's browser test drives Debian's chromium through its own chromedriver (same
+	@# version by construction); nothing is downloaded by a pip package.
+	@if command -v apt-get >/dev/null && \
+	    ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	  else echo "the browser test needs chromium: sudo apt-get install chromium chromium-driver"; fi; \
+	fi
 
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
