@@ -10,7 +10,8 @@ observation and reset as ant_omni) driven by the same elite policy for as many s
 default scene (shadows, reflections, 4x multisampling) and fixed camera, once with neuroqd's
 scene (none of the three) and tracking camera, which isolates the rest of the pipeline. Also one
 ``neuroqd render`` command in a subprocess (imports included). Ratios are baseline time /
-neuroqd time (> 1: neuroqd faster).
+neuroqd time (> 1: neuroqd faster); CPU seconds (this process's threads and its ffmpeg
+children) measure the work whatever else runs on the machine.
 
     python experiments/benchmarks/bench_render.py [--repeats 3] [--run DIR] [--gl egl|osmesa]
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +38,13 @@ if __package__ in (None, ""):  # run as a script from anywhere: the repository r
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 CLOCK = time.perf_counter
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads: llvmpipe renders on several) and of its
+    finished children (ffmpeg): the work done, whatever else the machine runs meanwhile."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def make_run(base: Path) -> Path:
@@ -102,50 +112,54 @@ def main(argv=None) -> None:
         os.environ["MUJOCO_GL"] = args.gl
     import torch
 
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench_render_") as tmp:
+        measure(Path(tmp), Path(args.run) if args.run else make_run(Path(tmp)), args.repeats)
+
+
+def measure(tmp: Path, run_dir: Path, repeats: int) -> None:
+    import torch
+
     from bench_locomotion import Others, load_line  # the same CPU accounting
     from experiments import render
     from experiments.render import load_run_view, render_run
 
-    torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_render_"))
-    run_dir = Path(args.run) if args.run else make_run(tmp)
     view = load_run_view(run_dir)
     index = int(torch.argmax(view.elites["fitness"]))
-    print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}  torch {torch.__version__}  {load_line()}")
 
     def ours():
         render._VIEWS.clear()  # end to end: the run is loaded again each time
-        t0 = CLOCK()
         info = render_run(run_dir, best=True, out=tmp / "neuroqd.mp4")
-        return CLOCK() - t0, info
+        return info["time_s"]["render"], info
 
-    rows = {k: [] for k in ("neuroqd", "neuroqd render+encode", "gymnasium default scene",
-                            "gymnasium, neuroqd's scene+camera")}
-    others = {k: [] for k in rows}
-    mon = Others()
+    def gym(like):
+        return gymnasium_video(view, index, frames - 1, tmp / "gym.mp4", like), None
+
+    jobs = {"neuroqd": ours, "gymnasium default scene": lambda: gym(False),
+            "gymnasium, neuroqd's scene+camera": lambda: gym(True)}
     frames = ours()[1]["frames"]  # warm-up: imports, GL start-up, ffmpeg's first start
-    gymnasium_video(view, index, frames - 1, tmp / "gym.mp4", True)
-    for _ in range(args.repeats):
-        mon.start()
-        seconds, info = ours()
-        share = mon.stop()
-        rows["neuroqd"].append(seconds)
-        rows["neuroqd render+encode"].append(info["time_s"]["render"])
-        others["neuroqd"].append(share)
-        others["neuroqd render+encode"].append(share)
-        for name, like in (("gymnasium default scene", False),
-                           ("gymnasium, neuroqd's scene+camera", True)):
+    gym(True)
+    print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}  torch {torch.__version__}  {load_line()}")
+    rows: dict[str, list] = {k: [] for k in ("neuroqd", "neuroqd render+encode", *list(jobs)[1:])}
+    mon = Others()
+    for _ in range(repeats):
+        for name, job in jobs.items():
             mon.start()
-            rows[name].append(gymnasium_video(view, index, frames - 1, tmp / "gym.mp4", like))
-            others[name].append(mon.stop())
-    print(f"elite {index} of {run_dir}: {frames} frames (640x480), {json.dumps(info['time_s'])}")
-    base = statistics.median(rows["neuroqd"])
-    render_only = statistics.median(rows["neuroqd render+encode"])
-    print(f"{'':32} {'median s':>9} {'ms/frame':>9} {'vs neuroqd':>11} {'vs render':>10} others")
-    for name, times in rows.items():
-        s = statistics.median(times)
-        print(f"{name:32} {s:9.3f} {1000 * s / frames:9.1f} {s / base:11.2f} "
-              f"{s / render_only:10.2f} {statistics.median(others[name]):5.0%}")
+            cpu0 = cpu_seconds()
+            t0 = CLOCK()
+            render_s, info = job()
+            row = (CLOCK() - t0, cpu_seconds() - cpu0, mon.stop())
+            rows[name].append(row)
+            if info is not None:
+                rows["neuroqd render+encode"].append((render_s, math.nan, row[2]))
+                times = info["time_s"]
+    print(f"elite {index} of {run_dir}: {frames} frames (640x480), {json.dumps(times)}")
+    base = statistics.median(r[0] for r in rows["neuroqd"])
+    print(f"{'':34} {'median s':>8} {'ms/frame':>8} {'vs neuroqd':>10} {'CPU s':>6} others")
+    for name, runs in rows.items():
+        wall, cpu, share = (statistics.median(column) for column in zip(*runs))
+        print(f"{name:34} {wall:8.3f} {1000 * wall / frames:8.1f} {wall / base:10.2f} "
+              f"{cpu:6.2f} {share:5.0%}")
     cmd = [sys.executable, "-m", "experiments.cli", "render", str(run_dir), "--best",
            "--out", str(tmp / "cli.mp4")]
     mon.start()
