@@ -4,8 +4,8 @@ Each payload is built from the run's files on request and kept until the file it
 changes (its modification time and size: the "stamp"), so the page's poll every 2 s costs one
 ``stat`` per file while nothing changes, and a run still writing checkpoints is shown live.
 
-Arrays go out as one JSON list per quantity (not one object per cell) with 6 significant
-digits: a 10,000-cell archive is ~0.3 MB and parses in a few milliseconds in the browser.
+Arrays go out as one JSON list per quantity (not one object per cell) with 7 significant
+digits: a 10,000-cell archive is ~0.4 MB and parses in a few milliseconds in the browser.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def file_stamp(path: Path) -> str | None:
 
 
 def json_floats(values) -> list:
-    """Floats rounded to 6 significant digits (shorter JSON), non-finite values as None."""
-    return [float(f"{v:.6g}") if np.isfinite(v) else None
+    """Floats rounded to 7 significant digits (float32 holds ~7; shorter JSON), non-finite as None."""
+    return [float(f"{v:.7g}") if np.isfinite(v) else None
             for v in np.asarray(values, dtype=np.float64).ravel().tolist()]
 
 

@@ -370,6 +370,20 @@ function onArchiveClick(event) {
   requestRender({cell: h.cell});
 }
 
+// Where cell ``cell`` is drawn, in CSS pixels from the canvas' top left (tests click there).
+function cellPoint(cell) {
+  const a = state.archive, s = a.scale;
+  if (a.view === "grid") {
+    const r = cellRect(a, s, cell);
+    return [r[0] + r[2] / 2, r[1] + r[3] / 2];
+  }
+  if (a.view === "cvt") return [s.sx(a.centroids[2 * cell]), s.sy(a.centroids[2 * cell + 1])];
+  const i = a.index.indexOf(cell);
+  return [s.sx(a.descriptors[0][i]), s.sy(a.yValues[i])];
+}
+window.__neuroqd.cellPoint = cellPoint;
+window.__neuroqd.state = state;
+
 // -- the elite panel and renders ----------------------------------------------------------
 
 function definitionList(rows) {
