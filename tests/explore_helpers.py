@@ -21,7 +21,7 @@ MAZE = ["me_hard_maze", "--set", "budget.evaluations=512", "--set", "task.episod
 ANT_CVT = ["me_ant_omni", "--set", "task.episode_length=50", "--set", "policy.hidden=[8]",
            "--set", "batch_size=12", "--set", "budget.evaluations=36", "--set",
            "archive={type: cvt, cells: 64, samples: 2000}", "--set", "workers.threads=1",
-           "--set", "checkpoint_every=0"]
+           "--set", "checkpoint_every=0", "--set", "log_every=1"]
 
 
 def neuroqd_run(args, out) -> None:
@@ -30,7 +30,8 @@ def neuroqd_run(args, out) -> None:
 
 def synthetic_run(out, name: str = "me_arm", sets=(), rows: int = 10) -> None:
     """A run directory without running anything: ``name``'s resolved config (with ``sets``),
-    a grid archive with every cell filled (at its centre) and ``rows`` metrics rows.
+    a grid or CVT archive with every cell filled (at its centre or centroid) and ``rows``
+    metrics rows.
 
     The genomes are random numbers: the page can draw the archive, but not render its elites.
     """
@@ -43,10 +44,13 @@ def synthetic_run(out, name: str = "me_arm", sets=(), rows: int = 10) -> None:
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     task = build_task(config)
     archive = make_archive(config["archive"], 4, task.descriptor_bounds, task.fitness_offset)
-    dims = config["archive"]["dims"]
-    axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
-            for n, (lo, hi) in zip(dims, task.descriptor_bounds)]
-    centres = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(dims))
+    if archive.kind == "cvt":
+        centres = np.asarray(archive.ribs.centroids)
+    else:
+        dims = config["archive"]["dims"]
+        axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
+                for n, (lo, hi) in zip(dims, task.descriptor_bounds)]
+        centres = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(dims))
     descriptors = torch.tensor(centres, dtype=torch.float32)
     fitness = -(descriptors - descriptors.mean(0)).norm(dim=1)  # a smooth hill
     archive.add(torch.rand(len(centres), 4, generator=torch.Generator().manual_seed(0)),

@@ -25,12 +25,16 @@ def runs(tmp_path_factory):
                  "--set", "archive.cells=64", "--set", "archive.samples=2000"], base / "cvt")
     synthetic_run(base / "legs", "me_ant_omni", ["task.name=ant_uni", "archive.dims=[3,3,3,3]"])
     synthetic_run(base / "hopper", "me_walker2d_uni", ["task.name=hopper_uni", "archive.dims=[10]"])
-    return {name: base / name for name in ("maze", "cvt", "legs", "hopper")}
+    # The Deep GA with seed chains: its archive stores genome ids (checkpoints hold the chains).
+    assert main(["run", "ga_hard_maze", "--set", "deep_ga.genome=chain", "--set", "batch_size=64",
+                 "--set", "budget.evaluations=192", "--set", "task.episode_length=60", "--quiet",
+                 "--out", str(base / "chain")]) == 0
+    return {name: base / name for name in ("maze", "cvt", "legs", "hopper", "chain")}
 
 
 @pytest.fixture(scope="module")
 def server(runs):
-    with explorer([runs["maze"], runs["cvt"], runs["legs"], runs["hopper"]]) as server:
+    with explorer([runs[name] for name in ("maze", "cvt", "legs", "hopper", "chain")]) as server:
         yield server
 
 
@@ -66,7 +70,7 @@ def test_page_and_run_list(server, runs):
     maze = listing["runs"][0]
     assert maze["name"] == "maze" and maze["task"] == "hard_maze" and maze["descriptor_y_down"]
     assert maze["descriptor_names"] == ["final x", "final y"]
-    assert [r["descriptor_dim"] for r in listing["runs"]] == [2, 2, 4, 1]
+    assert [r["descriptor_dim"] for r in listing["runs"]] == [2, 2, 4, 1, 2]
     assert maze["dir"] == str(runs["maze"])  # shown as typed; URLs name a run by its index
 
 
@@ -142,6 +146,14 @@ def test_render_is_cached_in_explore_cache_and_never_stale(server, runs):
         assert status == 200 and polls >= 2 and fresh["media"] != info["media"]
 
 
+def test_seed_chain_elites_show_their_genome_id(server):
+    _, a = get_json(server.url + "api/runs/4/archive")
+    assert len(a["genome_id"]) == len(a["index"]) > 0
+    status, info, _ = render(f"{server.url}api/runs/4/render?cell={a['index'][0]}")
+    assert status == 200 and info["genome_id"] == a["genome_id"][0]
+    assert info["fitness"] == pytest.approx(a["fitness"][0], rel=1e-6)
+
+
 def test_distilled_policy_renders_where_clicked(runs, server):
     status, body = get_json(f"{server.url}api/runs/0/render?descriptor=0.5,0.5&distilled=1")
     assert status == 400 and "no distilled policy" in body["error"]
@@ -163,7 +175,7 @@ def test_distilled_policy_renders_where_clicked(runs, server):
     "/static/%2fetc%2fpasswd", "//etc/passwd", "/etc/passwd", "/static/", "/static/app.js/x",
     "/api/runs/0/media/..%2fconfig.yaml", "/api/runs/0/media/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
     "/api/runs/0/media/.%2e", "/api/runs/0/media/config.yaml", "/api/runs/0/../../../etc/passwd",
-    "/api/runs/4/archive", "/api/runs/-1/archive", "/api/runs/99999999/archive",
+    "/api/runs/5/archive", "/api/runs/-1/archive", "/api/runs/99999999/archive",
     "/api/runs/0x1/archive", "/api/runs/%2e%2e/archive", "/api/runs/0/config.yaml",
     "/api/runs/0/archive.npz", "/api/nope", "/favicon.ico",
 ])

@@ -21,6 +21,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from experiments.explore.runs import ExploredRun, file_stamp
+from experiments.render import load_run_view, render_run  # in the main thread (see runs.py)
 
 KEPT = 200  # renders kept per run; the oldest go first
 MEDIA_TYPES = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif"}
@@ -66,8 +67,6 @@ class RenderQueue:
 
     def request(self, run: ExploredRun, cell: int | None = None,
                 descriptor: list[float] | None = None, distilled: bool = False) -> tuple[str, dict]:
-        from experiments.render import load_run_view
-
         if descriptor is not None and len(descriptor) != run.task.descriptor_dim:
             raise RenderRequestError(f"descriptor: expected {run.task.descriptor_dim} "
                                      f"comma-separated numbers, got {len(descriptor)}")
@@ -108,8 +107,6 @@ class RenderQueue:
 
     @staticmethod
     def _render(run: ExploredRun, out, sidecar, cell, descriptor, distilled) -> dict:
-        from experiments.render import render_run
-
         run.cache_dir.mkdir(exist_ok=True)
         try:
             info = render_run(run.run_dir, cell=cell, distilled=distilled, out=out,

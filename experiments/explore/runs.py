@@ -14,8 +14,19 @@ import json
 import threading
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import shapely
 import yaml
+from ribs.visualize._utils import compute_vmin_vmax  # the heatmaps' own colour limits
+from scipy.spatial import Voronoi
+
+# Imported here, in the main thread, never first inside a request: threads importing the same
+# modules at once can get a partially initialised one (CPython breaks the import deadlock that
+# way; seen with matplotlib.pyplot, which experiments.plotting sets up on import).
+from evo.build import build_task
+from experiments.plotting import read_metrics
+from experiments.render import load_run_view
 
 ARCHIVE_FILE = "archive.npz"
 CACHE = "explore_cache"  # DIR/explore_cache/: the only place the explorer writes
@@ -42,8 +53,6 @@ def json_floats(values) -> list:
 def colours(name: str, n: int | None = None) -> list[str]:
     """``"#rrggbb"`` colours of a matplotlib colormap: 256 samples of a continuous one, or the
     ``n`` entries of a qualitative one (the browser draws with the same colours as our PNGs)."""
-    import matplotlib
-
     cmap = matplotlib.colormaps[name]
     rgb = cmap(np.linspace(0, 1, 256) if n is None else np.arange(n))[:, :3]
     return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in row) for row in rgb]
@@ -58,9 +67,6 @@ def cvt_polygons(centroids: np.ndarray, bounds) -> tuple[list, list]:
     xy : list of float, the vertices of every cell one after another (x0, y0, x1, y1, ...)
     start : list of int (cells + 1,), cell ``i``'s vertices are ``xy[2 * start[i]:2 * start[i+1]]``
     """
-    import shapely
-    from scipy.spatial import Voronoi
-
     lo, hi = np.array(bounds, dtype=np.float64).T
     span = hi - lo
     far = [hi + span * 1000, hi + span * [-1, 1] * 1000, lo - span * 1000, lo + span * [1, -1] * 1000]
@@ -86,8 +92,6 @@ class ExploredRun:
     """
 
     def __init__(self, index: int, run_dir: Path) -> None:
-        from evo.build import build_task
-
         self.index = index
         self.shown = str(run_dir)  # as the user typed it: the page never sees resolved paths
         self.run_dir = Path(run_dir).resolve()
@@ -148,10 +152,6 @@ class ExploredRun:
         return self._cached("archive", stamp, lambda: self._archive(stamp))
 
     def _archive(self, stamp: str | None) -> dict:
-        from ribs.visualize._utils import compute_vmin_vmax  # the heatmaps' own colour limits
-
-        from experiments.render import load_run_view
-
         d = int(self.task.descriptor_dim)
         out = {"stamp": stamp, "source": None if stamp is None else stamp.split(":")[0],
                "kind": (self.config.get("archive") or {}).get("type", "grid"),
@@ -200,8 +200,6 @@ class ExploredRun:
         return self._cached("metrics", file_stamp(path), self._metrics)
 
     def _metrics(self) -> dict:
-        from experiments.plotting import read_metrics
-
         if not (self.run_dir / "metrics.csv").exists():
             return {"stamp": None, "columns": [], "rows": 0, "data": {}}
         stamp = file_stamp(self.run_dir / "metrics.csv")

@@ -292,7 +292,14 @@ def make_server(dirs, host: str = "127.0.0.1", port: int = 8765) -> ExploreServe
     for i, d in enumerate(dirs):
         if not (Path(d) / "config.yaml").is_file():
             raise ValueError(f"DIR: {d} is not a run directory (no config.yaml)")
-        runs.append(ExploredRun(i, Path(d)))
+        run = ExploredRun(i, Path(d))
+        # Loaded once here, in the main thread: a damaged run stops the command with one line,
+        # and every module a request needs is imported before requests run in parallel.
+        try:
+            run.archive_json()
+        except ValueError as exc:
+            raise ValueError(f"DIR: {d}: {str(exc).splitlines()[0]}") from None
+        runs.append(run)
     try:
         return ExploreServer(runs, host, port)
     except OSError as exc:
