@@ -79,7 +79,9 @@ def cvt_polygons(centroids: np.ndarray, bounds) -> tuple[list, list]:
         ring = np.asarray(poly.exterior.coords)[:-1] if not poly.is_empty else np.zeros((0, 2))
         xy.append(ring.ravel())
         start.append(start[-1] + len(ring))
-    return json_floats(np.concatenate(xy)), start
+    # Vertices to 1e-5 of the descriptor range, far below a pixel: shorter JSON than 7 digits.
+    decimals = int(np.ceil(-np.log10(span.max() * 1e-5)))
+    return np.round(np.concatenate(xy), decimals).tolist(), start
 
 
 class ExploredRun:
