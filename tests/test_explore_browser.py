@@ -7,7 +7,9 @@ The page is opened on a small maze run (with a distilled policy) and a small ant
 a CVT archive: a click on a filled cell shows the elite and its trajectory picture or video,
 the curves are drawn, a metrics row appended to a live run is drawn, and a 10,000-cell archive
 with 10,000 metrics rows is drawn within a second of navigation (figures printed with -s and
-recorded in docs/benchmarks.md). The screenshot is the README's docs/explorer.png.
+recorded in docs/benchmarks.md). The screenshot goes to the test's tmp dir, or to the path in
+NEUROQD_SCREENSHOT: `NEUROQD_SCREENSHOT=docs/explorer.png pytest tests/test_explore_browser.py`
+remakes the README's picture (a plain test run leaves the work tree as it was).
 """
 
 import os
@@ -30,7 +32,6 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "explorer.png"
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=(
     "needs chromium and chromedriver: apt-get install chromium chromium-driver (make does)"))
 
@@ -135,7 +136,7 @@ for (let k = 0; k < px.length; k += 4)
 return n;"""
 
 
-def test_maze_cell_shows_elite_trajectory_and_curves(browser, explore_url):
+def test_maze_cell_shows_elite_trajectory_and_curves(browser, explore_url, tmp_path):
     open_page(browser, explore_url)
     cell, fitness = browser.execute_script(BEST)
     click_cell(browser, cell)
@@ -149,8 +150,9 @@ def test_maze_cell_shows_elite_trajectory_and_curves(browser, explore_url):
     assert "replayed fitness" in media and "reached descriptor" in media
     # Both runs overlaid (the ant's 36 evaluations are a short stroke beside the maze's 512).
     assert browser.execute_script(CURVE_PIXELS, 0) > 50 and browser.execute_script(CURVE_PIXELS, 1) > 5
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
+    screenshot = Path(os.environ.get("NEUROQD_SCREENSHOT") or tmp_path / "explorer.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
 
 
 def test_ant_cell_plays_its_video(browser, explore_url):
