@@ -19,12 +19,19 @@ _WIRING = {"self", "task", "evaluator", "archive", "batch_size", "init", "bounds
            "device", "num_params", "decoder", "novelty_archive", "policy"}
 
 
-def algorithm_class(name: str) -> type:
-    if name not in ALGORITHMS:
-        raise ValueError(f"algorithm: unknown algorithm {name!r}; accepted: "
-                         f"{', '.join(sorted(ALGORITHMS))}")
-    module, cls = ALGORITHMS[name].split(":")
+def import_entry(registry: dict[str, str], name: str, key: str, what: str) -> type:
+    """The class that ``registry[name]`` ("module:Class") names, imported on first use; an
+    unknown name is a one-line error naming the config ``key``, the ``what`` it should be and
+    the accepted names."""
+    if name not in registry:
+        raise ValueError(f"{key}: unknown {what} {name!r}; accepted: "
+                         f"{', '.join(sorted(registry))}")
+    module, cls = registry[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def algorithm_class(name: str) -> type:
+    return import_entry(ALGORITHMS, name, "algorithm", "algorithm")
 
 
 def algorithm_defaults(name: str) -> dict:

@@ -152,13 +152,9 @@ EMITTERS: dict[str, str] = {
 
 
 def emitter_class(kind: str) -> type:
-    if kind not in EMITTERS:
-        raise ValueError(f"map_elites.emitters.type: unknown emitter {kind!r}; accepted: "
-                         f"{', '.join(EMITTERS)}")
-    import importlib
+    from evo.algorithms import import_entry
 
-    module, cls = EMITTERS[kind].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return import_entry(EMITTERS, kind, "map_elites.emitters.type", "emitter")
 
 
 def complete_emitter_spec(spec: dict) -> dict:
