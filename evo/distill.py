@@ -24,7 +24,8 @@ from torch import Tensor
 
 from evo.distill_io import (KINDS, NORMALISATION, POLICY_JSON, POLICY_WEIGHTS, PolicyFileError,
                             check_policy_task, load_distilled, plain_policy, save_distilled)
-from evo.rl.networks import DescriptorConditionedActor, fold_descriptor, normalise_descriptors
+from evo.rl.networks import (DescriptorConditionedActor, fold_descriptor, make_adam,
+                              normalise_descriptors)
 
 __all__ = [
     "KINDS", "NORMALISATION", "POLICY_JSON", "POLICY_WEIGHTS", "PolicyFileError",
@@ -155,7 +156,7 @@ def train_actor(data: dict[str, Tensor], descriptor_bounds, *, hidden: Sequence[
     y = action.to(device)
     actor = DescriptorConditionedActor(obs.shape[1], action.shape[1], cond.shape[1], tuple(hidden),
                                        activation, generator=generator).to(device)
-    opt = torch.optim.Adam(actor.net.parameters(), lr=float(lr))
+    opt = make_adam(actor.net.parameters(), float(lr))
     losses = []
     batch = min(batch_size, n)
     for _ in range(epochs):

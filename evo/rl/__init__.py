@@ -9,6 +9,7 @@ from evo.rl.networks import (
     DescriptorConditionedCritic,
     actor_to_genome,
     fold_descriptor,
+    make_adam,
     make_generator,
     normalise_descriptors,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "TD3",
     "actor_to_genome",
     "fold_descriptor",
+    "make_adam",
     "make_generator",
     "normalise_descriptors",
     "pg_variation",

@@ -31,9 +31,22 @@ __all__ = [
     "DescriptorConditionedCritic",
     "actor_to_genome",
     "fold_descriptor",
+    "make_adam",
     "make_generator",
     "normalise_descriptors",
 ]
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its fused kernel (one pass over each parameter tensor per step).
+
+    On CPU torch otherwise runs Adam tensor by tensor, op by op (its foreach and fused defaults
+    are for accelerators); for the (256, 256) twin critic that was a third of a TD3 step, and
+    ``fused=True`` makes the step 1.2x faster (docs/benchmarks.md). Same update rule; results
+    differ from the unfused Adam by float rounding (4e-6 after 230 TD3 steps) and are
+    deterministic, so resumed runs stay exact.
+    """
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def make_generator(generator: torch.Generator | int) -> torch.Generator:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from evo.policies import MLPPolicy
-from evo.rl.networks import Critic
+from evo.rl.networks import Critic, make_adam
 from evo.rl.replay import ReplayBuffer
 
 __all__ = ["pg_variation"]
@@ -80,7 +80,7 @@ def pg_variation(
     # One Adam over the (P, D) leaf is exactly P independent Adams, one per offspring: Adam's
     # update is elementwise (moments, bias correction and step size per entry; no norms across
     # entries), and all offspring take their steps together so they share the step count.
-    optimizer = torch.optim.Adam([params], lr=lr)
+    optimizer = make_adam([params], lr)
     for _ in range(int(steps)):
         obs = buffer.sample(batch_size, generator, fields=("obs",))["obs"]  # (N, obs_dim)
         obs = obs.unsqueeze(0).expand(P, -1, -1)  # a view: one minibatch for all offspring

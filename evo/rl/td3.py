@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from evo.rl.networks import Actor, Critic, make_generator, normalise_descriptors
+from evo.rl.networks import Actor, Critic, make_adam, make_generator, normalise_descriptors
 from evo.rl.replay import ReplayBuffer
 
 __all__ = ["TD3"]
@@ -96,8 +96,8 @@ class TD3:
         self.critic, self.actor = critic, actor
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=critic_lr)
-        self.actor_optimizer = torch.optim.Adam(actor.parameters(), lr=actor_lr)
+        self.critic_optimizer = make_adam(critic.parameters(), critic_lr)
+        self.actor_optimizer = make_adam(actor.parameters(), actor_lr)
         self.discount, self.tau = float(discount), float(tau)
         self.policy_noise, self.noise_clip = float(policy_noise), float(noise_clip)
         self.policy_delay = int(policy_delay)

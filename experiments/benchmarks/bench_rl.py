@@ -8,6 +8,10 @@
     offspring one after another: the same function with P = 1 (the fair baseline), and a
     plain per-offspring loop over an ``nn.Module`` policy with ``loss.backward()`` (what one
     would write without batching). Goal: >= 5x.
+(c) With ``--compile``: ``TD3.train`` with its critic and actor losses wrapped in
+    ``torch.compile`` (forward and backward graphs by Inductor) against the eager ``TD3.train``,
+    and the time the first steps take to compile. Not used by the library: see
+    docs/benchmarks.md for why.
 
 Each pair is timed side by side in the same run (alternating, best of ``--repeats``), so the
 ratios hold on a shared machine even when the absolute numbers do not.
@@ -17,7 +21,7 @@ competing with other jobs made every figure 10-50x slower and the ratios meaning
 (measured: 6 vs 231 critic steps/s). Pass ``--threads 2`` on an idle machine.
 
     python experiments/benchmarks/bench_rl.py [--device cpu|cuda] [--quick] [--repeats 2]
-                                              [--threads N]
+                                              [--threads N] [--compile]
 """
 
 from __future__ import annotations
@@ -131,11 +135,15 @@ class PlainTD3:
                             tp.mul_(1 - 0.005).add_(0.005 * sp)
 
 
-def bench_critic(steps: int, repeats: int, device: torch.device) -> tuple[float, float]:
-    buf = _buffer(100_000, device)
+def _td3(device: torch.device) -> TD3:
     critic = DescriptorConditionedCritic(OBS, ACTION, DESC, generator=0).to(device)
     actor = DescriptorConditionedActor(OBS, ACTION, DESC, generator=1).to(device)
-    ours = TD3(critic, actor, lengthscale=0.1, descriptor_bounds=[(0.0, 1.0)] * DESC, generator=2)
+    return TD3(critic, actor, lengthscale=0.1, descriptor_bounds=[(0.0, 1.0)] * DESC, generator=2)
+
+
+def bench_critic(steps: int, repeats: int, device: torch.device) -> tuple[float, float]:
+    buf = _buffer(100_000, device)
+    ours = _td3(device)
     plain = PlainTD3(buf, device)
     ours.train(buf, 20, MINIBATCH)  # warm-up
     plain.train(20)
@@ -144,6 +152,21 @@ def bench_critic(steps: int, repeats: int, device: torch.device) -> tuple[float,
         best_ours = min(best_ours, _timed(lambda: ours.train(buf, steps, MINIBATCH), device))
         best_plain = min(best_plain, _timed(lambda: plain.train(steps), device))
     return steps / best_ours, steps / best_plain
+
+
+def bench_compiled(steps: int, repeats: int, device: torch.device) -> tuple[float, float, float]:
+    """Eager and compiled ``TD3.train`` steps/s, and the compiled one's warm-up seconds."""
+    buf = _buffer(100_000, device)
+    eager, compiled = _td3(device), _td3(device)
+    compiled._critic_loss = torch.compile(compiled._critic_loss)
+    compiled._actor_loss = torch.compile(compiled._actor_loss)
+    warmup = _timed(lambda: compiled.train(buf, 20, MINIBATCH), device)
+    eager.train(buf, 20, MINIBATCH)
+    best_e = best_c = float("inf")
+    for _ in range(repeats):
+        best_e = min(best_e, _timed(lambda: eager.train(buf, steps, MINIBATCH), device))
+        best_c = min(best_c, _timed(lambda: compiled.train(buf, steps, MINIBATCH), device))
+    return steps / best_e, steps / best_c, warmup
 
 
 def bench_pg(offspring: int, steps: int, repeats: int, device: torch.device) -> tuple[float, float]:
@@ -193,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs (default 2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads on CPU (default 1: see the module docstring)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also (c): TD3.train with torch.compile'd losses against eager")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -220,6 +245,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{MINIBATCH}: batched {batched:.2f} s; one after another: pg_variation P=1 {sequential:.2f} s "
           f"(speed-up {sequential / batched:.1f}x), plain module loop {plain:.2f} s (speed-up "
           f"{plain / batched:.1f}x); goal >= 5x", flush=True)
+
+    if args.compile:
+        eager, compiled, warmup = bench_compiled(critic_steps, repeats, device)
+        print(f"(c) TD3 critic steps/s with torch.compile'd losses: eager {eager:,.0f}  compiled "
+              f"{compiled:,.0f}  ratio {compiled / eager:.2f}x; compiling took {warmup:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
