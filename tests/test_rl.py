@@ -18,6 +18,7 @@ from evo.rl import (
     ReplayBuffer,
     actor_to_genome,
     fold_descriptor,
+    make_adam,
     normalise_descriptors,
     pg_variation,
 )
@@ -331,11 +332,14 @@ def test_forward_batched_matches_separate_forwards():
 
 
 def test_one_adam_over_rows_is_independent_adams():
+    # make_adam's fused Adam over the (P, D) stack (what pg_variation runs) against P plain
+    # torch Adams, one per row: the same update rule, row by row.
     P, D, g = 5, 11, torch.Generator().manual_seed(0)
     start = torch.randn(P, D, generator=g)
     stacked = start.clone().requires_grad_(True)
     rows = [start[p].clone().requires_grad_(True) for p in range(P)]
-    opt = torch.optim.Adam([stacked], lr=1e-2)
+    opt = make_adam([stacked], 1e-2)
+    assert opt.defaults["fused"]
     opts = [torch.optim.Adam([r], lr=1e-2) for r in rows]
     for _ in range(20):
         grad = torch.randn(P, D, generator=g) * torch.logspace(-3, 2, P).unsqueeze(1)
