@@ -69,6 +69,18 @@ def _unflatten(node, arrays):
     return node["value"]
 
 
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, flushed to disk and then
+    renamed onto it: a reader or a killed run never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def save_state(path: str | os.PathLike, state: dict) -> None:
     """Write a nested dict of arrays/tensors/JSON values to ``path`` (an ``.npz``) atomically."""
     path = Path(path)

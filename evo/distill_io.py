@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from archives import StateFileError
+from archives import StateFileError, write_atomic
 from evo.policies import MLPPolicy
 from evo.rl.networks import DescriptorConditionedActor
 
@@ -79,15 +79,6 @@ def _tensors(actor: DescriptorConditionedActor) -> dict[str, torch.Tensor]:
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_distilled(directory: str | os.PathLike, actor: DescriptorConditionedActor,
                    meta: dict[str, Any]) -> Path:
     """Write ``directory/policy.safetensors`` and ``directory/policy.json`` (atomically each).
@@ -129,8 +120,8 @@ def save_distilled(directory: str | os.PathLike, actor: DescriptorConditionedAct
     json_path.parent.mkdir(parents=True, exist_ok=True)
     # Weights first: a crash between the two writes leaves a checksum mismatch, never a pair
     # that loads with the wrong weights.
-    _write_atomic(weights_path, weights)
-    _write_atomic(json_path, text.encode())
+    write_atomic(weights_path, weights)
+    write_atomic(json_path, text.encode())
     return json_path
 
 

@@ -24,6 +24,8 @@ import io
 import time
 import warnings
 from pathlib import Path
+
+from archives import write_atomic
 from evo.algorithms.base import keyword_defaults
 
 TENSORBOARD_DIR = "tensorboard"
@@ -51,24 +53,28 @@ def numeric_items(row: dict) -> dict[str, float]:
     return out
 
 
-def flatten_config(config: dict, prefix: str = "") -> dict[str, str]:
-    """Dotted keys as ``--set`` takes them (``map_elites.emitters.0.type``) -> value text.
-
-    Lists of mappings are numbered like ``--set``'s list items; other lists and scalars are
-    written as JSON (``[100, 100]``, ``null``, ``true``) and strings as they are.
-    """
-    import json
-
-    out: dict[str, str] = {}
-    for key, value in config.items():
+def dotted_items(node: dict, prefix: str = "") -> dict:
+    """Nested mappings as dotted keys, as ``--set`` takes them (``map_elites.emitters.0.type``)
+    -> values. Lists of mappings are numbered like ``--set``'s list items; other lists and
+    empty mappings are values."""
+    out: dict = {}
+    for key, value in node.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            out.update(flatten_config(value, dotted + "."))
+            out.update(dotted_items(value, dotted + "."))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            out.update(flatten_config({str(i): v for i, v in enumerate(value)}, dotted + "."))
+            out.update(dotted_items({str(i): v for i, v in enumerate(value)}, dotted + "."))
         else:
-            out[dotted] = value if isinstance(value, str) else json.dumps(value)
+            out[dotted] = value
     return out
+
+
+def flatten_config(config: dict) -> dict[str, str]:
+    """:func:`dotted_items` with every value as text: lists and scalars as JSON (``[100, 100]``,
+    ``null``, ``true``), strings as they are."""
+    import json
+
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in dotted_items(config).items()}
 
 
 def _store_error(tracking_uri: str | None, exc: Exception) -> ValueError:
@@ -209,9 +215,7 @@ class MlflowLog:
                                      tags={"neuroqd.run_dir": str(self.run_dir.resolve())})
         self._log_params(run.info.run_id, [param_class(k, v) for k, v in params.items()])
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / (MLFLOW_RUN_ID + ".tmp")
-        tmp.write_text(run.info.run_id + "\n")
-        tmp.replace(self.run_dir / MLFLOW_RUN_ID)
+        write_atomic(self.run_dir / MLFLOW_RUN_ID, (run.info.run_id + "\n").encode())
         return run.info.run_id
 
     def _log_params(self, run_id: str, params: list) -> None:

@@ -68,15 +68,21 @@ def evaluate_run(run_dir: Path, repeats: int = 1) -> dict:
 DISTILLED = "distilled"  # DIR/distilled/: policy.safetensors, policy.json, report.json, heatmap.png
 
 
-def _load_run(run_dir: Path):
-    """(resolved config, archive, task, policy) of a run directory."""
+def load_run(run_dir: Path):
+    """(resolved config, archive, task, policy) of a run directory; policy is None for direct
+    tasks (the arm)."""
     from evo.build import build_policy, build_task
     from experiments.config import resolve
 
     config = resolve(yaml.safe_load((run_dir / "config.yaml").read_text()))
     archive = load_run_archive(run_dir)
     task = build_task(config)
-    policy = build_policy(config, task)
+    return config, archive, task, build_policy(config, task)
+
+
+def _load_run(run_dir: Path):
+    """:func:`load_run` of a run whose archive holds policies (distillation)."""
+    config, archive, task, policy = load_run(run_dir)
     if policy is None:
         raise ValueError(f"DIR: task {config['task']['name']!r} of {run_dir} is not a control "
                          "task; only archives of policies can be distilled")

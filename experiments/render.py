@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from experiments import render_media  # importing it sets MUJOCO_GL before mujoco is imported
 from experiments.render_media import fmt_descriptor
 
-__all__ = ["RunView", "load_run_view", "render_run"]
+__all__ = ["RunView", "file_stamp", "load_run_view", "render_run"]
 
 KINDS = (".png", ".mp4", ".gif")
 RENDERS = "renders"  # default output folder inside the run directory
@@ -60,17 +59,12 @@ class RunView:
     """
 
     def __init__(self, run_dir: Path) -> None:
-        from evo.build import build_policy, build_task
-        from experiments.config import resolve
-        from experiments.plotting import load_run_archive
+        from experiments.evaluate import load_run
 
         if not (run_dir / "config.yaml").exists():
             raise ValueError(f"DIR: {run_dir} is not a run directory (no config.yaml)")
         self.run_dir = run_dir
-        self.config = resolve(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        self.task = build_task(self.config)
-        self.policy = build_policy(self.config, self.task)
-        self.archive = load_run_archive(run_dir)
+        self.config, self.archive, self.task, self.policy = load_run(run_dir)
         self.elites = self.archive.elites()
         self.seed = int(self.config["seed"])
         self._lock = threading.Lock()
@@ -106,7 +100,7 @@ class RunView:
             raise ValueError(f"--distilled: task {self.task.name!r} is not a control task; only "
                              "runs of policies have a distilled policy")
         path = self.run_dir / DISTILLED
-        stamp = _file_stamp(path / POLICY_JSON)
+        stamp = file_stamp(path / POLICY_JSON)
         if stamp is None:
             raise ValueError(f"--distilled: {path / POLICY_JSON} missing; run `neuroqd distill "
                              f"{self.run_dir}` first")
@@ -118,12 +112,13 @@ class RunView:
             return self._distilled[1], self._distilled[2]
 
 
-def _file_stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> str | None:
+    """``"MTIME.SIZE"`` (hex) of ``path``, None if it does not exist: changes with the file."""
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return st.st_mtime_ns, st.st_size
+    return f"{st.st_mtime_ns:x}.{st.st_size:x}"
 
 
 def load_run_view(run_dir: str | os.PathLike) -> RunView:
@@ -131,8 +126,8 @@ def load_run_view(run_dir: str | os.PathLike) -> RunView:
     archive.npz or the newest checkpoint change (a live run); the 8 last used are kept."""
     run_dir = Path(run_dir).resolve()
     ckpts = sorted((run_dir / "checkpoints").glob("ckpt_*.npz"))
-    stamp = (_file_stamp(run_dir / "config.yaml"), _file_stamp(run_dir / "archive.npz"),
-             ckpts[-1].name if ckpts else None, _file_stamp(ckpts[-1]) if ckpts else None)
+    stamp = (file_stamp(run_dir / "config.yaml"), file_stamp(run_dir / "archive.npz"),
+             ckpts[-1].name if ckpts else None, file_stamp(ckpts[-1]) if ckpts else None)
     with _VIEWS_LOCK:  # loading under the lock: concurrent callers never load one run twice
         hit = _VIEWS.get(run_dir)
         if hit is not None and hit[0] == stamp:

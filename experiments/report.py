@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from evo.tracking import dotted_items
 from experiments.plotting import compare_runs, plot_curves, plot_run, read_metrics
 
 # summary.json keys shown in the table, in this order (the last two: tasks with a goal)
@@ -89,7 +90,7 @@ def _run_view(run_dir: Path) -> dict:
     if (run_dir / "distilled" / "report.json").exists():
         report = json.loads((run_dir / "distilled" / "report.json").read_text())
         image = run_dir / "distilled" / "heatmap.png"
-        distilled = {"values": _flatten(report),
+        distilled = {"values": dotted_items(report),
                      "heatmap": _data_uri(image) if image.exists() else None}
     return {"name": run_dir.name, "path": str(run_dir), "algorithm": config.get("algorithm", "?"),
             "task": (config.get("task") or {}).get("name", "?"), "seed": config.get("seed"),
@@ -101,17 +102,6 @@ def _run_view(run_dir: Path) -> dict:
 
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def _flatten(node: dict, prefix: str = "") -> dict:
-    """Nested report values as dotted keys -> scalars (lists shown whole)."""
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _shown(value) -> str:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from experiments.explore.runs import ExploredRun, file_stamp
-from experiments.render import load_run_view, render_run  # in the main thread (see runs.py)
+from archives import write_atomic
+from experiments.explore.runs import ExploredRun
+# Imported in the main thread (see runs.py).
+from experiments.render import file_stamp, load_run_view, render_run
 
 KEPT = 200  # renders kept per run; the oldest go first
 MEDIA_TYPES = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif"}
@@ -118,9 +119,7 @@ class RenderQueue:
             raise
         info = {k: v for k, v in info.items() if k != "path"}  # the page never sees paths
         info["media"] = out.name
-        tmp = sidecar.with_name(sidecar.name + ".tmp")
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, sidecar)
+        write_atomic(sidecar, json.dumps(info).encode())
         _prune(run.cache_dir)
         return info
 

@@ -28,22 +28,13 @@ from scipy.spatial import Voronoi
 # way; seen with matplotlib.pyplot, which experiments.plotting sets up on import).
 from evo.build import build_task
 from experiments.plotting import read_metrics
-from experiments.render import load_run_view
+from experiments.render import file_stamp, load_run_view
 
 ARCHIVE_FILE = "archive.npz"
 CACHE = "explore_cache"  # DIR/explore_cache/: the only place the explorer writes
 # The heatmaps' colour scale: archives.plot.plot_heatmap leaves ribs' default colormap, magma.
 COLORMAP = "magma"
 PALETTE = "tab10"  # one colour per run in the overlaid curves, as matplotlib's default cycle
-
-
-def file_stamp(path: Path) -> str | None:
-    """``"MTIME.SIZE"`` (hex) of ``path``, None if it does not exist: changes with the file."""
-    try:
-        st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return f"{st.st_mtime_ns:x}.{st.st_size:x}"
 
 
 def json_floats(values) -> list:
